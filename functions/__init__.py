@@ -1,0 +1,1 @@
+"""One module per Cloud Function: ``submit`` (HTTP) and ``worker`` (Pub/Sub)."""

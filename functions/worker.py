@@ -1,0 +1,107 @@
+"""The Pub/Sub-triggered worker: one message, one simulation, one callback.
+
+Outcomes:
+* simulated (or failed to simulate) and the callback delivered -> return, Pub/Sub acks;
+* the callback could not be delivered (network, 5xx, 429) -> raise, Pub/Sub redelivers
+  (the subscription's retry policy and dead-letter topic bound the retries);
+* a poison message -> failure callback where a target is known, a log line, ack.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from shared import callback, messages
+from shared.settings import get_settings
+from shared.solver_process import JobTimeout, SolverCrashed, SolverProcess
+
+log = logging.getLogger("worker")
+_solver: Optional[SolverProcess] = None
+
+
+def solver() -> SolverProcess:
+    global _solver
+    if _solver is None:
+        _solver = SolverProcess()
+    return _solver
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
+    """Process one Pub/Sub push (the CloudEvent's ``data``). Returns the callback body sent."""
+    settings = get_settings()
+    attempt = messages.delivery_attempt(event_data)
+    fields = {"eventId": event_id, "attempt": attempt}
+    try:
+        envelope = messages.decode(event_data)
+    except messages.PoisonMessage as poison:
+        return _poison(poison, attempt, fields)
+
+    fields.update(jobId=envelope.job_id, kind=envelope.kind)
+    try:
+        # resolved here, not trusted from the message: a message published straight
+        # to the topic must not turn the worker into a request-forgery relay
+        target = callback.resolve_target(envelope.kind, envelope.callback_url, settings)
+    except callback.CallbackNotAllowed as exc:
+        log.error("callback URL refused; reporting to the Job Manager instead",
+                  extra={"fields": {**fields, "stage": "route"}})
+        target = callback.resolve_target(envelope.kind, None, settings)
+        body = callback.body_for(envelope, _now(), _now(), attempt, error=str(exc))
+        _send(target, body, envelope.job_id, attempt, fields, compress=False)
+        return body
+
+    started = _now()
+    t0 = time.perf_counter()
+    log.info("simulation started", extra={"fields": {**fields, "stage": "simulate"}})
+    try:
+        reply = solver().run(envelope.job.model_dump(mode="json"), settings.job_time_budget_s)
+    except (JobTimeout, SolverCrashed) as exc:
+        reply = {"ok": False, "error": str(exc)}
+    elapsed = round(time.perf_counter() - t0, 4)
+    if reply["ok"]:
+        body = callback.body_for(envelope, started, _now(), attempt, result=reply["result"])
+        log.info("simulation finished", extra={"fields": {
+            **fields, "stage": "simulate", "elapsed_s": elapsed, "termination": body["termination"],
+            "cache": (reply["result"].get("timings") or {}).get("cache")}})
+    else:
+        body = callback.body_for(envelope, started, _now(), attempt, error=reply["error"])
+        log.warning("simulation failed", extra={"fields": {
+            **fields, "stage": "simulate", "elapsed_s": elapsed, "error": reply["error"]}})
+    _send(target, body, envelope.job_id, attempt, fields, compress=envelope.kind == "native")
+    return body
+
+
+def _send(url: str, body: dict[str, Any], job_id: str, attempt, fields, compress: bool) -> None:
+    t0 = time.perf_counter()
+    try:
+        status = callback.deliver(url, body, job_id, attempt, compress=compress)
+    except callback.CallbackRejected as exc:
+        # permanent: retrying cannot help; ack so it does not loop
+        log.error("callback rejected", extra={"fields": {**fields, "stage": "callback", "error": str(exc)}})
+        return
+    except callback.CallbackUndelivered as exc:
+        log.error("callback undelivered; Pub/Sub will redeliver",
+                  extra={"fields": {**fields, "stage": "callback", "error": str(exc)}})
+        raise
+    log.info("callback delivered", extra={"fields": {
+        **fields, "stage": "callback", "status": status, "elapsed_s": round(time.perf_counter() - t0, 4)}})
+
+
+def _poison(poison: messages.PoisonMessage, attempt, fields) -> dict[str, Any]:
+    fields = {**fields, "jobId": poison.job_id, "stage": "decode"}
+    log.error("poison message acknowledged", extra={"fields": {**fields, "error": poison.reason}})
+    if not poison.job_id:
+        return {}
+    try:
+        url = callback.resolve_target(poison.kind or "native", None)
+    except callback.CallbackNotAllowed:
+        return {}
+    body = callback.failure_body(poison.job_id, poison.kind, poison.reason, attempt)
+    _send(url, body, poison.job_id, attempt, fields, compress=False)
+    return body

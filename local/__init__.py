@@ -1,0 +1,1 @@
+"""Running the service on one machine: Pub/Sub emulator, functions-framework, a receiver."""

@@ -1,0 +1,231 @@
+"""The local stack: the official Pub/Sub emulator and both functions as real
+``functions-framework`` processes on 127.0.0.1.
+
+    python -m local.stack            # foreground; Ctrl-C stops every child
+
+Ports and URLs (environment variables): ``SUBMIT_PORT`` (8084), ``WORKER_PORT``
+(8086), ``PUBSUB_EMULATOR_PORT`` (8085), ``JOB_MANAGER_URL``
+(http://127.0.0.1:8083). Each child runs in its own process group, so stopping
+the stack also stops the emulator's Java process (which outlives a killed
+``gcloud`` parent).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+KIT_DRIVE_CYCLES = REPO.parent / "shared" / "data" / "drive_cycles"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, timeout_s: float, proc: subprocess.Popen | None = None, what: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what or url} exited with code {proc.returncode}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise TimeoutError(f"{what or url} not ready after {timeout_s} s")
+
+
+@dataclass
+class Stack:
+    project: str = "local-battery-sim"
+    topic: str = "simulation-jobs"
+    emulator_port: int = 8085
+    submit_port: int = 8084
+    worker_port: int = 8086
+    job_manager_url: str = "http://127.0.0.1:8083"
+    worker_processes: int = 2
+    max_delivery_attempts: int = 5
+    log_dir: Path = REPO / ".stack"
+    extra_env: dict = field(default_factory=dict)
+    procs: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Stack":
+        env = os.environ
+        values = dict(
+            emulator_port=int(env.get("PUBSUB_EMULATOR_PORT", 8085)),
+            submit_port=int(env.get("SUBMIT_PORT", 8084)),
+            worker_port=int(env.get("WORKER_PORT", 8086)),
+            job_manager_url=env.get("JOB_MANAGER_URL", "http://127.0.0.1:8083"),
+            project=env.get("GOOGLE_CLOUD_PROJECT", "local-battery-sim"),
+            topic=env.get("PUBSUB_TOPIC", "simulation-jobs"),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def on_free_ports(cls, **overrides) -> "Stack":
+        values = dict(emulator_port=free_port(), submit_port=free_port(), worker_port=free_port())
+        values.update(overrides)
+        return cls(**values)
+
+    # -- URLs ---------------------------------------------------------------
+    @property
+    def emulator_host(self) -> str:
+        return f"127.0.0.1:{self.emulator_port}"
+
+    @property
+    def submit_url(self) -> str:
+        return f"http://127.0.0.1:{self.submit_port}"
+
+    @property
+    def worker_url(self) -> str:
+        return f"http://127.0.0.1:{self.worker_port}"
+
+    def env(self) -> dict[str, str]:
+        drive_cycle_path = os.environ.get("DRIVE_CYCLE_PATH", "")
+        if KIT_DRIVE_CYCLES.is_dir():
+            drive_cycle_path = os.pathsep.join(p for p in (drive_cycle_path, str(KIT_DRIVE_CYCLES)) if p)
+        return {
+            **os.environ,
+            "PUBSUB_EMULATOR_HOST": self.emulator_host,
+            "GOOGLE_CLOUD_PROJECT": self.project,
+            "PUBSUB_TOPIC": self.topic,
+            "JOB_MANAGER_URL": self.job_manager_url,
+            "DRIVE_CYCLE_PATH": drive_cycle_path,
+            "PYBAMM_DISABLE_TELEMETRY": "true",
+            "PYTHONUNBUFFERED": "1",
+            **{k: str(v) for k, v in self.extra_env.items()},
+        }
+
+    # -- lifecycle ----------------------------------------------------------
+    def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        out = open(self.log_dir / f"{name}-{os.getpid()}.log", "ab")
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs[name] = proc
+        return proc
+
+    def start(self) -> "Stack":
+        try:
+            self.start_emulator()
+            self.create_topics()
+            self.start_functions()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def start_emulator(self) -> None:
+        gcloud = shutil.which("gcloud")
+        if gcloud is None:
+            raise RuntimeError("gcloud not found: install the Cloud SDK and its pubsub-emulator component")
+        proc = self._spawn("emulator", [gcloud, "beta", "emulators", "pubsub", "start",
+                                        f"--host-port={self.emulator_host}", f"--project={self.project}"],
+                           self.env())
+        wait_for(f"http://{self.emulator_host}/", 60, proc, "Pub/Sub emulator")
+
+    def create_topics(self) -> None:
+        os.environ["PUBSUB_EMULATOR_HOST"] = self.emulator_host
+        from local import pubsub_setup
+
+        pubsub_setup.create(self.project, self.topic, push_endpoint=self.worker_url + "/",
+                            max_delivery_attempts=self.max_delivery_attempts)
+
+    def start_functions(self) -> None:
+        ff = str(Path(sys.executable).with_name("functions-framework"))
+        env = self.env()
+        submit = self._spawn("submit", [ff, "--target", "submit_job", "--signature-type", "http",
+                                        "--host", "127.0.0.1", "--port", str(self.submit_port)],
+                             {**env, "WORKERS": "1"})
+        # One job at a time per gunicorn worker process, like a Cloud Functions
+        # instance with concurrency 1; WORKER_PROCESSES processes play the instances.
+        worker = self._spawn("worker", [ff, "--target", "run_simulation", "--signature-type", "cloudevent",
+                                        "--host", "127.0.0.1", "--port", str(self.worker_port)],
+                             {**env, "WORKERS": str(self.worker_processes), "THREADS": "1"})
+        wait_for(self.submit_url + "/healthz", 60, submit, "submit function")
+        wait_for(self.worker_url + "/", 60, worker, "worker function")
+
+    def stop_process(self, name: str, timeout_s: float = 10) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            pass
+        try:  # the whole group, e.g. the emulator's Java child or the solver processes
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(5)
+
+    def stop(self) -> None:
+        for name in list(self.procs)[::-1]:
+            self.stop_process(name)
+
+    def restart_worker(self) -> None:
+        self.stop_process("worker", timeout_s=0)
+        ff = str(Path(sys.executable).with_name("functions-framework"))
+        worker = self._spawn("worker", [ff, "--target", "run_simulation", "--signature-type", "cloudevent",
+                                        "--host", "127.0.0.1", "--port", str(self.worker_port)],
+                             {**self.env(), "WORKERS": str(self.worker_processes), "THREADS": "1"})
+        wait_for(self.worker_url + "/", 60, worker, "worker function")
+
+    def __enter__(self) -> "Stack":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main() -> int:
+    stack = Stack.from_env()
+    stop = {"now": False}
+
+    def _signal(signum, frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGINT, _signal)
+    signal.signal(signal.SIGTERM, _signal)
+    print("starting the Pub/Sub emulator and both functions ...", flush=True)
+    stack.start()
+    print(f"""
+  submit function   {stack.submit_url}   (POST /cell/simulate, /drivecycle/simulate, /jobs; GET /catalog)
+  worker function   {stack.worker_url}   (push endpoint of subscription {stack.topic}-push)
+  Pub/Sub emulator  {stack.emulator_host}   (project {stack.project}, topic {stack.topic})
+  callbacks go to   {stack.job_manager_url}
+  logs              {stack.log_dir}/
+Ctrl-C stops everything.""", flush=True)
+    try:
+        while not stop["now"]:
+            for name, proc in stack.procs.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with code {proc.returncode}; stopping", flush=True)
+                    stop["now"] = True
+            time.sleep(0.5)
+    finally:
+        print("stopping ...", flush=True)
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Posting results to the Job Manager: body shapes, signing, retries.
+
+Legacy jobs (``kind`` ``cell`` / ``driveCycle``) get the original body — ``{"id",
+"result": [{"time","voltage","current","dcap"}]}`` — plus status fields. Native
+jobs get the columnar result. Every callback carries ``Idempotency-Key`` (the
+job id) and ``X-Delivery-Attempt`` so the receiver can drop duplicates.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import time
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from shared import signing
+from shared.schema import Envelope
+from shared.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+LEGACY_PATHS = {"cell": "/simulateCell", "driveCycle": "/simulateDriveCycle"}
+LEGACY_COLUMNS = {
+    "time": "Time [s]",
+    "voltage": "Voltage [V]",
+    "current": "Current [A]",
+    "dcap": "Discharge capacity [A.h]",
+}
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+class CallbackRejected(Exception):
+    """The receiver answered a 4xx other than 429: retrying will not help."""
+
+
+class CallbackUndelivered(Exception):
+    """Network errors, time-outs or 429/5xx outlasted the retry budget."""
+
+
+class CallbackNotAllowed(ValueError):
+    """A per-job callback URL outside the configured allowlist."""
+
+
+# --------------------------------------------------------------------------
+# Where to send
+# --------------------------------------------------------------------------
+def resolve_target(kind: str, requested_url: Optional[str], settings: Settings | None = None) -> str:
+    """The URL a job's result goes to. A requested URL must match the allowlist."""
+    settings = settings or get_settings()
+    base = settings.job_manager_url.rstrip("/")
+    if requested_url is None:
+        if kind in LEGACY_PATHS:
+            return base + LEGACY_PATHS[kind]
+        return base + settings.native_callback_path
+    if not _allowed(requested_url, settings.allowlist):
+        raise CallbackNotAllowed(
+            "callback_url is not in this service's allowlist (CALLBACK_URL_ALLOWLIST); "
+            "omit it to use the configured Job Manager"
+        )
+    return requested_url
+
+
+def _allowed(url: str, allowlist: list[str]) -> bool:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
+        return False
+    for prefix in allowlist:
+        p = urlsplit(prefix)
+        if (parts.scheme, parts.netloc.lower()) == (p.scheme, p.netloc.lower()) and parts.path.startswith(
+            p.path or "/"
+        ):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------
+# What to send
+# --------------------------------------------------------------------------
+def body_for(envelope: Envelope, started_at: str, finished_at: str, attempt: Optional[int],
+             result: Optional[dict[str, Any]] = None, error: Optional[str] = None) -> dict[str, Any]:
+    """The callback body for a finished job (``result``) or a failed one (``error``)."""
+    body: dict[str, Any] = {
+        "id": envelope.job_id,
+        "simulationType": envelope.kind,
+        "status": "failed" if error is not None else "succeeded",
+        "jobSubmitted": envelope.submitted_at,
+        "jobStarted": started_at,
+        "jobFinished": finished_at,
+        "deliveryAttempt": attempt,
+    }
+    if envelope.sweep:
+        body["sweep"] = envelope.sweep
+    if error is not None:
+        body.update({"error": error, "termination": "failed", "completed": False, "result": []})
+        return body
+    assert result is not None
+    body.update(
+        {
+            "termination": result["termination"],
+            "completed": result["completed"],
+            "stoppedEarly": result["stoppedEarly"],
+            "endTime": result["endTime"],
+            "summary": result["summary"],
+            "timings": result.get("timings"),
+            "error": None,
+        }
+    )
+    if envelope.kind in LEGACY_PATHS:
+        cols = result.get("columns", {})
+        n = len(cols.get("Time [s]", []))
+        body["result"] = [
+            {short: cols[long][k] for short, long in LEGACY_COLUMNS.items()} for k in range(n)
+        ]
+    else:
+        if "columns" in result:
+            body["columns"] = result["columns"]
+        if "cycles" in result:
+            body["cycles"] = result["cycles"]
+        body["notes"] = result.get("notes", [])
+    return body
+
+
+def failure_body(job_id: str, kind: Optional[str], error: str, attempt: Optional[int]) -> dict[str, Any]:
+    """A failure callback for a message that never became a job (poison)."""
+    return {
+        "id": job_id,
+        "simulationType": kind,
+        "status": "failed",
+        "termination": "failed",
+        "completed": False,
+        "error": error,
+        "deliveryAttempt": attempt,
+        "result": [],
+    }
+
+
+# --------------------------------------------------------------------------
+# How to send
+# --------------------------------------------------------------------------
+def _session(settings: Settings) -> requests.Session:
+    retry = Retry(
+        total=8,
+        connect=8,
+        read=3,
+        status=8,
+        backoff_factor=0.5,
+        backoff_max=8.0,
+        backoff_jitter=0.5,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"POST"}),
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=retry))
+    session.mount("https://", HTTPAdapter(max_retries=retry))
+    return session
+
+
+def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] = None,
+            settings: Settings | None = None, compress: bool = False) -> int:
+    """POST ``body``; return the 2xx status. Retries transient failures with backoff
+    and jitter (urllib3 ``Retry``) until ``callback_total_budget_s`` is spent."""
+    settings = settings or get_settings()
+    raw = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": job_id,
+        "X-Job-Id": job_id,
+        "X-Delivery-Attempt": str(attempt or 1),
+    }
+    if compress and len(raw) >= settings.callback_gzip_min_bytes:
+        raw = gzip.compress(raw, compresslevel=5)
+        headers["Content-Encoding"] = "gzip"
+    deadline = time.monotonic() + settings.callback_total_budget_s
+    last_error = "no attempt made"
+    with _session(settings) as session:
+        while True:
+            if settings.callback_signing_key:
+                headers.update(signing.sign(raw, settings.callback_signing_key))
+            try:
+                response = session.post(url, data=raw, headers=headers, timeout=settings.callback_timeout_s)
+            except requests.RequestException as exc:
+                last_error = f"{type(exc).__name__}"
+            else:
+                if 200 <= response.status_code < 300:
+                    return response.status_code
+                if response.status_code not in RETRY_STATUSES:
+                    raise CallbackRejected(f"receiver answered {response.status_code}")
+                last_error = f"receiver answered {response.status_code}"
+            if time.monotonic() + 2.0 > deadline:
+                raise CallbackUndelivered(f"callback to the Job Manager failed: {last_error}")
+            time.sleep(2.0)

@@ -1,0 +1,34 @@
+"""Publishing jobs to the Pub/Sub topic (works against the emulator via PUBSUB_EMULATOR_HOST)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Iterable
+
+from shared.messages import encode
+from shared.schema import Envelope
+from shared.settings import get_settings
+
+_client = None
+_lock = threading.Lock()
+
+
+def _publisher():
+    global _client
+    with _lock:
+        if _client is None:
+            from google.cloud import pubsub_v1  # imported on first publish only
+
+            _client = pubsub_v1.PublisherClient()
+        return _client
+
+
+def publish(envelopes: Iterable[Envelope]) -> list[str]:
+    """Publish one message per job; wait for every one; return their message ids."""
+    settings = get_settings()
+    client = _publisher()
+    futures = []
+    for envelope in envelopes:
+        data, attributes = encode(envelope)
+        futures.append(client.publish(settings.topic_path, data, **attributes))
+    return [f.result(timeout=settings.publish_timeout_s) for f in futures]

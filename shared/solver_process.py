@@ -1,0 +1,112 @@
+"""Runs the simulation core in a long-lived child process.
+
+The child keeps the warm model cache between jobs. The parent waits for each
+result with the job's time budget; if the budget runs out, or PyBaMM crashes the
+child (a segfault in a solver is not a Python exception), the child is killed
+and replaced, and the job fails with a readable reason instead of taking the
+whole instance down. IDAKLU holds the GIL while it solves, so only a separate
+process can be stopped mid-solve.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import threading
+import time
+from typing import Any, Optional
+
+log = logging.getLogger(__name__)
+
+
+class JobTimeout(Exception):
+    pass
+
+
+class SolverCrashed(Exception):
+    pass
+
+
+def _serve(conn) -> None:  # runs in the child
+    from shared import logs
+
+    logs.configure()
+    from shared import simulation
+    from shared.schema import Job
+
+    conn.send({"ready": True})
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            return
+        try:
+            job = Job.model_validate(request)
+            conn.send({"ok": True, "result": simulation.simulate(job)})
+        except simulation.SimulationError as exc:
+            conn.send({"ok": False, "error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - reported as a failed job, never a stack trace
+            logging.getLogger(__name__).exception("simulation crashed")
+            conn.send({"ok": False, "error": f"internal simulation error ({type(exc).__name__})"})
+
+
+class SolverProcess:
+    """One child at a time; one job at a time (a lock serialises callers)."""
+
+    def __init__(self, start_timeout_s: float = 120.0):
+        self._ctx = multiprocessing.get_context("spawn")
+        self._lock = threading.Lock()
+        self._proc = None
+        self._conn = None
+        self.start_timeout_s = start_timeout_s
+        self.jobs_run = 0
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_serve, args=(child,), daemon=True, name="pybamm-solver")
+        t0 = time.perf_counter()
+        proc.start()
+        child.close()
+        if not parent.poll(self.start_timeout_s):
+            proc.kill()
+            raise SolverCrashed("the solver process did not start")
+        parent.recv()
+        self._proc, self._conn = proc, parent
+        log.info("solver process started", extra={"fields": {"pid": proc.pid,
+                                                              "startup_s": round(time.perf_counter() - t0, 3)}})
+
+    def _stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.join(5)
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+
+    def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        """``{"ok": True, "result": ...}`` or ``{"ok": False, "error": ...}``."""
+        with self._lock:
+            if self._proc is None or not self._proc.is_alive():
+                self._stop()
+                self._start()
+            self._conn.send(job)
+            try:
+                ready = self._conn.poll(timeout_s)
+                if not ready:
+                    self._stop()
+                    raise JobTimeout(f"timeout: the simulation exceeded this service's {timeout_s:g} s time budget")
+                reply = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                code = self._proc.exitcode if self._proc is not None else None
+                self._stop()
+                raise SolverCrashed(f"the solver process crashed (exit code {code})") from exc
+            self.jobs_run += 1
+            return reply
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self._proc.pid if self._proc is not None else None
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop()
