@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import time
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
@@ -143,14 +142,30 @@ def failure_body(job_id: str, kind: Optional[str], error: str, attempt: Optional
 # --------------------------------------------------------------------------
 # How to send
 # --------------------------------------------------------------------------
+BACKOFF_FACTOR_S = 0.5
+BACKOFF_MAX_S = 8.0
+
+
+def retries_within(budget_s: float) -> int:
+    """How many retries fit in ``budget_s`` with exponential backoff (0.5, 1, 2, 4, 8, 8, ... s)."""
+    n, spent = 0, 0.0
+    while True:
+        wait = min(BACKOFF_MAX_S, BACKOFF_FACTOR_S * 2 ** n)
+        if spent + wait > budget_s:
+            return max(n, 1)
+        spent += wait
+        n += 1
+
+
 def _session(settings: Settings) -> requests.Session:
+    n = retries_within(settings.callback_total_budget_s)
     retry = Retry(
-        total=8,
-        connect=8,
-        read=3,
-        status=8,
-        backoff_factor=0.5,
-        backoff_max=8.0,
+        total=n,
+        connect=n,
+        read=min(n, 3),
+        status=n,
+        backoff_factor=BACKOFF_FACTOR_S,
+        backoff_max=BACKOFF_MAX_S,
         backoff_jitter=0.5,
         status_forcelist=RETRY_STATUSES,
         allowed_methods=frozenset({"POST"}),
@@ -158,15 +173,21 @@ def _session(settings: Settings) -> requests.Session:
         raise_on_status=False,
     )
     session = requests.Session()
-    session.mount("http://", HTTPAdapter(max_retries=retry))
-    session.mount("https://", HTTPAdapter(max_retries=retry))
+    adapter = HTTPAdapter(max_retries=retry)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
     return session
 
 
 def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] = None,
             settings: Settings | None = None, compress: bool = False) -> int:
-    """POST ``body``; return the 2xx status. Retries transient failures with backoff
-    and jitter (urllib3 ``Retry``) until ``callback_total_budget_s`` is spent."""
+    """POST ``body``; return the 2xx status.
+
+    Connection errors, time-outs, 429 and 5xx are retried by urllib3's ``Retry``
+    with exponential backoff and jitter, as many times as fit in
+    ``callback_total_budget_s``; then ``CallbackUndelivered`` (the invocation fails
+    and Pub/Sub redelivers). Any other 4xx raises ``CallbackRejected`` at once.
+    """
     settings = settings or get_settings()
     raw = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
     headers = {
@@ -178,22 +199,15 @@ def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] 
     if compress and len(raw) >= settings.callback_gzip_min_bytes:
         raw = gzip.compress(raw, compresslevel=5)
         headers["Content-Encoding"] = "gzip"
-    deadline = time.monotonic() + settings.callback_total_budget_s
-    last_error = "no attempt made"
+    if settings.callback_signing_key:
+        headers.update(signing.sign(raw, settings.callback_signing_key))
     with _session(settings) as session:
-        while True:
-            if settings.callback_signing_key:
-                headers.update(signing.sign(raw, settings.callback_signing_key))
-            try:
-                response = session.post(url, data=raw, headers=headers, timeout=settings.callback_timeout_s)
-            except requests.RequestException as exc:
-                last_error = f"{type(exc).__name__}"
-            else:
-                if 200 <= response.status_code < 300:
-                    return response.status_code
-                if response.status_code not in RETRY_STATUSES:
-                    raise CallbackRejected(f"receiver answered {response.status_code}")
-                last_error = f"receiver answered {response.status_code}"
-            if time.monotonic() + 2.0 > deadline:
-                raise CallbackUndelivered(f"callback to the Job Manager failed: {last_error}")
-            time.sleep(2.0)
+        try:
+            response = session.post(url, data=raw, headers=headers, timeout=settings.callback_timeout_s)
+        except requests.RequestException as exc:
+            raise CallbackUndelivered(f"callback to the Job Manager failed: {type(exc).__name__}") from exc
+    if 200 <= response.status_code < 300:
+        return response.status_code
+    if response.status_code in RETRY_STATUSES:
+        raise CallbackUndelivered(f"callback to the Job Manager failed: receiver answered {response.status_code}")
+    raise CallbackRejected(f"receiver answered {response.status_code}")

@@ -370,6 +370,14 @@ def simulate(job: Job) -> dict[str, Any]:
         else:
             solution = entry.sim.solve(inputs=plan.inputs)
     except pybamm.SolverError as exc:
+        text = str(exc)
+        if "non-positive at initial conditions" in text:
+            events = text.split("]", 1)[0] + "]" if text.startswith("Events") else text
+            raise SimulationError(
+                "the cell starts outside its voltage cut-offs: "
+                f"{events.replace('Events ', 'event ')} already crossed at t = 0 s "
+                "(check the cut-offs and the initial state of charge)"
+            ) from exc
         raise SimulationError(f"solver failure: {_short(exc)}") from exc
     except (ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
         raise SimulationError(f"the simulation could not start: {_short(exc)}") from exc

@@ -1,0 +1,34 @@
+# make demo | make test | make dev | make bench — each sets up .venv first if needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYBAMM_DISABLE_TELEMETRY := true
+
+.PHONY: venv dev demo test bench schema clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+dev: venv  ## the stack in the foreground; Ctrl-C stops everything
+	$(PY) -m local.stack
+
+demo: venv  ## one cell job and one drive-cycle job end to end, summary + plot
+	$(PY) -m local.demo
+
+test: venv  ## unit and integration tests (starts its own emulator and functions)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: venv  ## benchmark: original per-request path vs this service
+	$(PY) -m bench.run
+
+schema: venv  ## regenerate schema/job.schema.json from the pydantic models
+	$(PY) -m shared.schema > schema/job.schema.json
+
+clean:
+	rm -rf $(VENV) .stack out .pytest_cache

@@ -1,0 +1,1 @@
+"""Command-line client: submit jobs or sweeps, wait for results, tabulate and plot."""

@@ -1,0 +1,76 @@
+"""Validation of the Java Job Manager's legacy body and the native job."""
+
+import pytest
+from pydantic import ValidationError
+
+from shared.schema import DRIVE_CYCLE_DEFAULT_INITIAL_SOC, Job, LegacyRequest, error_list
+from tests.conftest import JAVA_CELL, JAVA_DRIVE_CYCLE
+
+
+def fields_of(exc_info):
+    return {e["field"] for e in error_list(exc_info.value)}
+
+
+def test_java_cell_body_maps_to_pybamm_names():
+    job = LegacyRequest.model_validate(JAVA_CELL).to_job("cell")
+    assert job.model.name == "DFN" and job.parameter_set == "Chen2020"
+    assert job.parameters == {"Upper voltage cut-off [V]": 4.2, "Lower voltage cut-off [V]": 2.5,
+                              "Nominal cell capacity [A.h]": 5.0}
+    assert job.protocol.type == "constant_current"
+    assert job.protocol.current_A == 5.0 and job.protocol.duration_s == 3600.0
+
+
+def test_java_drive_cycle_body_ignores_time_and_current():
+    job = LegacyRequest.model_validate(JAVA_DRIVE_CYCLE).to_job("driveCycle")
+    assert job.protocol.type == "drive_cycle" and job.protocol.name == "US06"
+    assert job.conditions.initial_soc == DRIVE_CYCLE_DEFAULT_INITIAL_SOC
+
+
+@pytest.mark.parametrize("body", [{}, {k: None for k in JAVA_CELL}])
+def test_absent_or_null_fields_take_the_original_defaults(body):
+    job = LegacyRequest.model_validate(body).to_job("cell")
+    assert job.parameters["Upper voltage cut-off [V]"] == 4.2
+    assert job.parameters["Lower voltage cut-off [V]"] == 2.5
+    assert job.parameters["Nominal cell capacity [A.h]"] == 8.6
+    assert job.protocol.current_A == 5.0
+    assert job.protocol.duration_s == 3600.0
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"nominalCell": 0}, "nominalCell"),
+        ({"nominalCell": -3}, "nominalCell"),
+        ({"upperVoltage": 9.0}, "upperVoltage"),
+        ({"lowerVoltage": 0.1}, "lowerVoltage"),
+        ({"controlCurrent": 1e6}, "controlCurrent"),
+        ({"time": -1}, "time"),
+        ({"time": "an hour"}, "time"),
+    ],
+)
+def test_out_of_range_fields_are_named(change, field):
+    with pytest.raises(ValidationError) as info:
+        LegacyRequest.model_validate({**JAVA_CELL, **change})
+    assert field in fields_of(info)
+
+
+def test_lower_cut_off_at_or_above_upper_is_rejected():
+    with pytest.raises(ValidationError) as info:
+        LegacyRequest.model_validate({**JAVA_CELL, "lowerVoltage": 4.2, "upperVoltage": 4.2})
+    assert "lowerVoltage" in str(error_list(info.value))
+
+
+def test_caller_id_is_kept_and_numeric_ids_become_text():
+    assert LegacyRequest.model_validate({**JAVA_CELL, "id": 42}).id == "42"
+    assert LegacyRequest.model_validate({**JAVA_CELL, "id": "job-7"}).id == "job-7"
+
+
+def test_native_job_rejects_unknown_fields_and_bad_protocols():
+    with pytest.raises(ValidationError) as info:
+        Job.model_validate({"protocol": {"type": "constant_current", "current_A": 1, "c_rate": 1}})
+    assert "protocol" in fields_of(info)
+    with pytest.raises(ValidationError) as info:
+        Job.model_validate({"protocol": {"type": "constant_current", "current_A": 1}, "colour": "red"})
+    assert "colour" in fields_of(info)
+    with pytest.raises(ValidationError):
+        Job.model_validate({"protocol": {"type": "drive_cycle", "time_s": [0, 1, 1], "current_A": [1, 2, 3]}})
