@@ -1,0 +1,92 @@
+"""Plots of results: voltage, current and (when present) temperature against time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+
+def series(body: dict[str, Any]) -> dict[str, list[float]]:
+    """Columns of a callback body, legacy (``result`` rows) or native (``columns``)."""
+    if body.get("columns"):
+        return body["columns"]
+    rows = body.get("result") or []
+    return {
+        "Time [s]": [r["time"] for r in rows],
+        "Voltage [V]": [r["voltage"] for r in rows],
+        "Current [A]": [r["current"] for r in rows],
+        "Discharge capacity [A.h]": [r["dcap"] for r in rows],
+    }
+
+
+def plot_results(results: list[tuple[str, dict[str, Any]]], path: Path, title: str = "",
+                 separate: bool = False) -> Path:
+    """One line per (label, callback body); early stops marked with an ×.
+
+    ``separate=True`` gives each result its own column (jobs of different lengths)."""
+    if separate and len(results) > 1:
+        return _columns(results, path, title)
+    temps = any("Volume-averaged cell temperature [K]" in series(b) or "X-averaged cell temperature [K]" in series(b)
+                for _, b in results)
+    rows = 3 if temps else 2
+    fig, axes = plt.subplots(rows, 1, figsize=(9, 2.6 * rows + 0.6), sharex=True)
+    _draw(axes, results, temps)
+    if title:
+        axes[0].set_title(title)
+    return _save(fig, path)
+
+
+def _columns(results, path, title):
+    temps = any("Volume-averaged cell temperature [K]" in series(b) for _, b in results)
+    rows = 3 if temps else 2
+    fig, grid = plt.subplots(rows, len(results), figsize=(5.2 * len(results), 2.6 * rows + 0.8),
+                             sharex="col", squeeze=False)
+    for k, item in enumerate(results):
+        _draw(grid[:, k], [item], temps)
+        grid[0, k].set_title(item[0])
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def _save(fig, path) -> Path:
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _draw(axes, results, temps: bool) -> None:
+    for label, body in results:
+        cols = series(body)
+        t = cols.get("Time [s]") or []
+        if not t:
+            continue
+        hours = max(t) > 3 * 3600
+        x = [v / 3600 for v in t] if hours else t
+        stopped = body.get("stoppedEarly") or body.get("status") == "failed"
+        lab = f"{label} ({body.get('termination', '')})" if stopped else label
+        (line,) = axes[0].plot(x, cols["Voltage [V]"], label=lab)
+        axes[1].plot(x, cols["Current [A]"], color=line.get_color())
+        if stopped:
+            axes[0].plot(x[-1], cols["Voltage [V]"][-1], "x", color=line.get_color(), markersize=9)
+        if temps:
+            for name in ("Volume-averaged cell temperature [K]", "X-averaged cell temperature [K]"):
+                if name in cols:
+                    axes[2].plot(x, [k - 273.15 for k in cols[name]], color=line.get_color())
+                    break
+        axes[-1].set_xlabel("Time [h]" if hours else "Time [s]")
+    axes[0].set_ylabel("Voltage [V]")
+    axes[1].set_ylabel("Current [A]\n(+ discharge)")
+    if temps:
+        axes[2].set_ylabel("Temperature [°C]")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
