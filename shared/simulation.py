@@ -127,28 +127,33 @@ CACHE = ModelCache(int(os.environ.get("MODEL_CACHE_ENTRIES", "8")))
 
 
 # ---------------------------------------------------------------------------
-# Parameter values
+# Planning a job: what is built once (static) and what each job feeds in (inputs)
 # ---------------------------------------------------------------------------
 _BASE_SETS: dict[str, Any] = {}
 
 
-def base_parameter_values(job: Job):
-    """A fresh copy of the job's parameter set (named or BPX)."""
+def _base(job: Job) -> tuple[str, Any]:
+    """(set id, the job's parameter set). Cached and shared: never mutate it."""
     if job.bpx is not None:
-        digest = _digest(job.bpx)
-        if digest not in _BASE_SETS:
+        set_id = "bpx:" + _digest(job.bpx)
+        if set_id not in _BASE_SETS:
             try:
-                _BASE_SETS[digest] = pybamm.ParameterValues.create_from_bpx_obj(job.bpx)
+                _BASE_SETS[set_id] = pybamm.ParameterValues.create_from_bpx_obj(job.bpx)
             except Exception as exc:  # the BPX library's messages name the bad field
                 raise SimulationError(f"bpx: not a valid BPX document: {_short(exc)}") from exc
-        return _BASE_SETS[digest].copy()
+        return set_id, _BASE_SETS[set_id]
     name = job.parameter_set or "Chen2020"
     if name not in _BASE_SETS:
         try:
             _BASE_SETS[name] = pybamm.ParameterValues(name)
         except Exception as exc:
             raise SimulationError(f"parameter_set: unknown parameter set {name!r}") from exc
-    return _BASE_SETS[name].copy()
+    return name, _BASE_SETS[name]
+
+
+def base_parameter_values(job: Job):
+    """A fresh copy of the job's parameter set (named or BPX)."""
+    return _base(job)[1].copy()
 
 
 def _is_number(v: Any) -> bool:
@@ -174,149 +179,174 @@ def initial_stoichiometries(soc: float, pv) -> tuple[float, float]:
     return float(x), float(y)
 
 
+CN = "Initial concentration in negative electrode [mol.m-3]"
+CP = "Initial concentration in positive electrode [mol.m-3]"
+CN_MAX = "Maximum concentration in negative electrode [mol.m-3]"
+CP_MAX = "Maximum concentration in positive electrode [mol.m-3]"
+
+
+@dataclass
+class _Static:
+    """Everything about a job that does not change between jobs of one configuration."""
+
+    key: str
+    parameter_values: Any  # inputs marked "[input]"; used to build
+    numeric_pv: Any  # numbers only; used for eSOH
+    input_names: tuple[str, ...]
+    defaults: dict[str, float]
+    esoh: Optional[tuple[float, float]]
+    experiment: Any = None
+    t_data: Optional[np.ndarray] = None
+    soc_memo: dict = field(default_factory=dict)
+
+    def concentrations(self, soc: float) -> tuple[float, float]:
+        if soc not in self.soc_memo:
+            try:
+                x, y = initial_stoichiometries(soc, self.numeric_pv)
+            except Exception as exc:
+                raise SimulationError(f"conditions.initial_soc: PyBaMM could not set it: {_short(exc)}")
+            self.soc_memo[soc] = (x * self.numeric_pv[CN_MAX], y * self.numeric_pv[CP_MAX])
+        return self.soc_memo[soc]
+
+
+_STATIC: OrderedDict[str, _Static] = OrderedDict()
+_STATIC_MAX = 64
+
+
 def _plan(job: Job) -> _Plan:
-    pv = base_parameter_values(job)
+    set_id, base = _base(job)
+    keys = base.keys()
     overrides = dict(job.parameters)
-    unknown = [name for name in overrides if name not in pv.keys()]
+    unknown = [name for name in overrides if name not in keys]
     if unknown:
-        raise SimulationError(
-            f"parameters: {unknown} not in parameter set {job.parameter_set or 'bpx'}"
-        )
+        raise SimulationError(f"parameters: {unknown} not in parameter set {job.parameter_set or 'bpx'}")
     protocol = job.protocol
-    notes: list[str] = []
+    conditions = job.conditions
 
-    # Which numbers become inputs? Capacity is baked for experiments (C-rate steps
+    # Numbers that become inputs. Capacity is baked for experiments (C-rate steps
     # turn into currents when the experiment is built).
-    candidates = [
+    input_names = [
         n for n in INPUT_CANDIDATES
-        if not (isinstance(protocol, Experiment) and n == "Nominal cell capacity [A.h]")
+        if n in keys and _is_number(base[n])
+        and not (isinstance(protocol, Experiment) and n == "Nominal cell capacity [A.h]")
     ]
-    input_names = [n for n in candidates if n in pv.keys() and _is_number(pv[n])]
     baked = {k: v for k, v in overrides.items() if k not in input_names}
-    pv.update(baked)
-    inputs = {n: float(overrides.get(n, pv[n])) for n in input_names}
-
-    if job.conditions.ambient_temperature_C is not None:
-        kelvin = job.conditions.ambient_temperature_C + 273.15
+    if conditions.ambient_temperature_C is not None:
+        kelvin = conditions.ambient_temperature_C + 273.15
         for n in ("Ambient temperature [K]", "Initial temperature [K]"):
-            if n in input_names:
-                inputs[n] = kelvin
-            else:
-                pv.update({n: kelvin})
+            if n not in input_names:
                 baked[n] = kelvin
-
-    # Initial state of charge -> initial concentrations (inputs when numeric).
-    soc = job.conditions.initial_soc
-    esoh = None
-    cn, cp = (
-        "Initial concentration in negative electrode [mol.m-3]",
-        "Initial concentration in positive electrode [mol.m-3]",
-    )
-    try:
-        sto = pybamm.lithium_ion.get_min_max_stoichiometries(pv)
-        esoh = (float(sto[0]), float(sto[1]))  # x_0, x_100
-    except Exception:  # noqa: BLE001 - a set without eSOH data simply has no SOC
-        esoh = None
-    if soc is not None:
-        try:
-            x, y = initial_stoichiometries(soc, pv)
-        except Exception as exc:
-            raise SimulationError(f"conditions.initial_soc: PyBaMM could not set it: {_short(exc)}")
-        cn_val = x * pv["Maximum concentration in negative electrode [mol.m-3]"]
-        cp_val = y * pv["Maximum concentration in positive electrode [mol.m-3]"]
-        if cn in input_names and cp in input_names:
-            inputs[cn], inputs[cp] = float(cn_val), float(cp_val)
-        else:
-            pv.update({cn: cn_val, cp: cp_val})
-            baked[cn], baked[cp] = cn_val, cp_val
-    if esoh is not None and soc is None and cn in inputs:
-        x_init = inputs[cn] / pv["Maximum concentration in negative electrode [mol.m-3]"]
-        soc_est = (x_init - esoh[0]) / (esoh[1] - esoh[0])
-        soc = float(min(1.0, max(0.0, soc_est)))
-
-    capacity = float(inputs.get("Nominal cell capacity [A.h]", pv["Nominal cell capacity [A.h]"]))
-    outputs = list(dict.fromkeys(list(SUMMARY_VARIABLES) + list(job.outputs.variables)))
-    experiment = None
-    t_eval = t_interp = None
-    requested_end = None
-    max_points = job.outputs.max_points
+    soc_as_input = CN in input_names and CP in input_names
+    if conditions.initial_soc is not None and not soc_as_input:
+        baked["initial state of charge"] = conditions.initial_soc
 
     if isinstance(protocol, ConstantCurrent):
+        shape: dict[str, Any] = {"protocol": "constant_current"}
+    elif isinstance(protocol, DriveCycle):
+        cycle_id = protocol.name or _digest([protocol.time_s, protocol.current_A])
+        shape = {"protocol": "drive_cycle", "cycle": cycle_id, "scale": protocol.scale}
+    else:
+        shape = {"protocol": "experiment", "steps": protocol.steps, "cycles": protocol.cycles,
+                 "period": protocol.period_s}
+    outputs = list(dict.fromkeys(list(SUMMARY_VARIABLES) + list(job.outputs.variables)))
+    key = _digest({"model": job.model.name, "options": _model_options(job), "set": set_id,
+                   "baked": baked, "inputs": input_names, "shape": shape, "outputs": outputs})
+    static = _STATIC.get(key)
+    if static is None:
+        static = _make_static(key, job, base, baked, input_names)
+        _STATIC[key] = static
+        while len(_STATIC) > _STATIC_MAX:
+            _STATIC.popitem(last=False)
+    else:
+        _STATIC.move_to_end(key)
+
+    # Per-job numbers
+    inputs = {n: float(overrides.get(n, static.defaults[n])) for n in static.input_names
+              if n != "Current function [A]"}
+    if conditions.ambient_temperature_C is not None:
+        for n in ("Ambient temperature [K]", "Initial temperature [K]"):
+            if n in inputs:
+                inputs[n] = conditions.ambient_temperature_C + 273.15
+    soc = conditions.initial_soc
+    if soc is not None and soc_as_input:
+        inputs[CN], inputs[CP] = static.concentrations(soc)
+    if soc is None and static.esoh is not None and CN in inputs:
+        x0, x100 = static.esoh
+        soc = float(min(1.0, max(0.0, (inputs[CN] / static.numeric_pv[CN_MAX] - x0) / (x100 - x0))))
+
+    notes: list[str] = []
+    t_eval = t_interp = requested_end = None
+    if isinstance(protocol, ConstantCurrent):
+        capacity = inputs.get("Nominal cell capacity [A.h]", static.defaults.get("Nominal cell capacity [A.h]"))
         current = protocol.current_A if protocol.current_A is not None else protocol.c_rate * capacity
         if protocol.duration_s is not None:
             requested_end = float(protocol.duration_s)
         else:  # until a cut-off: allow 1.5x the time a full charge would take
             requested_end = min(1.5 * 3600.0 * capacity / abs(current), 48 * 3600.0)
             notes.append("runs until a voltage cut-off")
-        pv.update({"Current function [A]": "[input]"})
-        input_names.append("Current function [A]")
         inputs["Current function [A]"] = float(current)
         t_eval = [0.0, requested_end]
-        t_interp = _grid(requested_end, job.outputs.period_s, max_points)
-        shape = {"protocol": "constant_current"}
+        t_interp = _grid(requested_end, job.outputs.period_s, job.outputs.max_points)
+    elif isinstance(protocol, DriveCycle):
+        requested_end = float(static.t_data[-1])
+        # the profile's own time points are solver stop points: exact at every kink
+        t_eval = static.t_data
+        t_interp = _grid(requested_end, job.outputs.period_s, job.outputs.max_points)
+        if job.outputs.period_s is None and len(static.t_data) <= job.outputs.max_points:
+            t_interp = static.t_data
+
+    return _Plan(key=key, parameter_values=static.parameter_values, input_names=static.input_names,
+                 inputs=inputs, experiment=static.experiment, t_eval=t_eval, t_interp=t_interp,
+                 requested_end_s=requested_end, output_variables=outputs, initial_soc=soc,
+                 esoh=static.esoh, notes=notes)
+
+
+def _make_static(key: str, job: Job, base, baked: dict[str, Any], input_names: list[str]) -> _Static:
+    protocol = job.protocol
+    numeric = base.copy()
+    soc = baked.pop("initial state of charge", None)
+    numeric.update(baked)
+    defaults = {n: float(numeric[n]) for n in input_names}
+    esoh = None
+    try:
+        sto = pybamm.lithium_ion.get_min_max_stoichiometries(numeric)
+        esoh = (float(sto[0]), float(sto[1]))  # x_0, x_100
+    except Exception:  # noqa: BLE001 - a set without eSOH data simply reports no SOC
+        esoh = None
+    static = _Static(key=key, parameter_values=None, numeric_pv=numeric, input_names=(), defaults=defaults,
+                     esoh=esoh)
+    if soc is not None:  # initial concentrations are not plain numbers in this set: bake them
+        cn, cp = static.concentrations(soc)
+        numeric.update({CN: cn, CP: cp})
+    pv = numeric.copy()
+    names = list(input_names)
+    if isinstance(protocol, ConstantCurrent):
+        names.append("Current function [A]")
     elif isinstance(protocol, DriveCycle):
         if protocol.name is not None:
             try:
                 t_data, i_data = drive_cycles.load(protocol.name)
             except drive_cycles.DriveCycleError as exc:
                 raise SimulationError(f"protocol.name: {exc}") from exc
-            cycle_id = protocol.name
         else:
             t_data = np.asarray(protocol.time_s, dtype=float)
             i_data = np.asarray(protocol.current_A, dtype=float)
-            cycle_id = _digest([protocol.time_s, protocol.current_A])
-        i_data = i_data * protocol.scale
-        pv.update(
-            {"Current function [A]": pybamm.Interpolant(t_data, i_data, pybamm.t, interpolator="linear")}
-        )
-        requested_end = float(t_data[-1])
-        t_eval = [0.0, requested_end]
-        period = job.outputs.period_s
-        t_interp = _grid(requested_end, period, max_points)
-        shape = {"protocol": "drive_cycle", "cycle": cycle_id, "scale": protocol.scale}
-    elif isinstance(protocol, Experiment):
-        steps = list(protocol.steps) * protocol.cycles
+        static.t_data = np.asarray(t_data, dtype=float)
+        pv.update({"Current function [A]": pybamm.Interpolant(
+            static.t_data, np.asarray(i_data, dtype=float) * protocol.scale, pybamm.t, interpolator="linear")})
+    else:
         try:
             if protocol.cycles > 1:
-                experiment = pybamm.Experiment(
-                    [tuple(protocol.steps)] * protocol.cycles, period=_period_str(protocol.period_s)
-                )
+                static.experiment = pybamm.Experiment([tuple(protocol.steps)] * protocol.cycles,
+                                                      period=_period_str(protocol.period_s))
             else:
-                experiment = pybamm.Experiment(steps, period=_period_str(protocol.period_s))
+                static.experiment = pybamm.Experiment(list(protocol.steps), period=_period_str(protocol.period_s))
         except Exception as exc:
             raise SimulationError(f"protocol.steps: PyBaMM cannot parse the experiment: {_short(exc)}")
-        shape = {"protocol": "experiment", "steps": protocol.steps, "cycles": protocol.cycles,
-                 "period": protocol.period_s}
-    else:  # pragma: no cover - the schema's discriminator makes this unreachable
-        raise SimulationError("protocol: unknown type")
-
-    key = _digest(
-        {
-            "model": job.model.name,
-            "options": _model_options(job),
-            "set": job.parameter_set if job.bpx is None else _digest(job.bpx),
-            "baked": {k: baked[k] for k in sorted(baked)},
-            "inputs": sorted(input_names),
-            "shape": shape,
-            "outputs": outputs,
-        }
-    )
-    for n in input_names:
-        pv.update({n: "[input]"})
-    return _Plan(
-        key=key,
-        parameter_values=pv,
-        input_names=tuple(input_names),
-        inputs=inputs,
-        experiment=experiment,
-        t_eval=t_eval,
-        t_interp=t_interp,
-        requested_end_s=requested_end,
-        output_variables=outputs,
-        initial_soc=soc,
-        esoh=esoh,
-        notes=notes,
-    )
+    pv.update({n: "[input]" for n in names})
+    static.parameter_values = pv
+    static.input_names = tuple(names)
+    return static
 
 
 def _period_str(period_s: Optional[float]) -> Optional[str]:
