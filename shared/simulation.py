@@ -359,14 +359,16 @@ def _grid(end_s: float, period_s: Optional[float], max_points: int) -> np.ndarra
     return np.linspace(0.0, end_s, n)
 
 
-def _build(job: Job, plan: _Plan) -> _Entry:
+def _build(job: Job, plan: _Plan, threads: int = 1) -> _Entry:
     t0 = time.perf_counter()
     try:
         model = MODELS[job.model.name](options=_model_options(job) or None)
     except Exception as exc:
         raise SimulationError(f"model.options: PyBaMM rejected the options: {_short(exc)}") from exc
     if plan.experiment is None:
-        solver = pybamm.IDAKLUSolver(atol=ATOL, rtol=RTOL, output_variables=plan.output_variables)
+        options = {"num_threads": threads, "num_solvers": threads} if threads > 1 else {}
+        solver = pybamm.IDAKLUSolver(atol=ATOL, rtol=RTOL, output_variables=plan.output_variables,
+                                     options=options)
     else:
         # experiments need the full state between steps
         solver = pybamm.IDAKLUSolver(atol=ATOL, rtol=RTOL)
@@ -427,6 +429,61 @@ def simulate(job: Job) -> dict[str, Any]:
         "total_s": round(time.perf_counter() - t_start, 4),
     }
     return result
+
+
+def simulate_batch(jobs: list[Job], threads: int = 2) -> list[Any]:
+    """Solve several jobs; those sharing a built model and time grid are solved as
+    one list of inputs (IDAKLU runs ``threads`` solvers in parallel). Returns, in
+    order, a result dict or the ``SimulationError`` of each job."""
+    out: list[Any] = [None] * len(jobs)
+    groups: dict[tuple, list[tuple[int, _Plan]]] = {}
+    for k, job in enumerate(jobs):
+        try:
+            plan = _plan(job)
+        except SimulationError as exc:
+            out[k] = exc
+            continue
+        if plan.experiment is not None:
+            out[k] = _safe(simulate, job)
+            continue
+        grid = (plan.key, tuple(plan.t_eval), None if plan.t_interp is None else tuple(plan.t_interp))
+        groups.setdefault(grid, []).append((k, plan))
+    for members in groups.values():
+        first_k, first = members[0]
+        key = f"{first.key}:batch{threads}"
+        entry = CACHE.get(key)
+        cache_state = "hit" if entry is not None else "miss"
+        if entry is None:
+            entry = _build(jobs[first_k], first, threads=threads)
+            CACHE.put(key, entry)
+        t0 = time.perf_counter()
+        try:
+            solutions = entry.sim.solve(first.t_eval, inputs=[p.inputs for _, p in members],
+                                        t_interp=first.t_interp)
+        except Exception:  # noqa: BLE001 - fall back to one at a time for clear per-job errors
+            for k, _ in members:
+                out[k] = _safe(simulate, jobs[k])
+            continue
+        if not isinstance(solutions, list):
+            solutions = [solutions]
+        solve_s = time.perf_counter() - t0
+        for (k, plan), solution in zip(members, solutions):
+            try:
+                result = _result(jobs[k], plan, solution)
+            except SimulationError as exc:
+                out[k] = exc
+                continue
+            result["timings"] = {"cache": cache_state, "build_s": 0.0, "solve_s": round(solve_s / len(members), 5),
+                                 "batch": len(members)}
+            out[k] = result
+    return out
+
+
+def _safe(fn, job):
+    try:
+        return fn(job)
+    except SimulationError as exc:
+        return exc
 
 
 def _values(solution, name: str) -> np.ndarray:
