@@ -6,6 +6,7 @@ Used by the submit function (before anything is published) and the ``GET
 
 from __future__ import annotations
 
+import copy
 import os
 from functools import lru_cache
 from typing import Any
@@ -58,7 +59,7 @@ def check(job: Job) -> list[dict[str, str]]:
 
     if job.bpx is not None:
         try:
-            pybamm.ParameterValues.create_from_bpx_obj(job.bpx)
+            pybamm.ParameterValues.create_from_bpx_obj(copy.deepcopy(job.bpx))
             param_names = None
         except Exception as exc:  # noqa: BLE001
             errors.append({"field": "bpx", "error": f"not a valid BPX document: {_short(exc)}"})

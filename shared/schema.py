@@ -308,3 +308,9 @@ def job_json_schema() -> dict[str, Any]:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Battery simulation job"
     return schema
+
+
+if __name__ == "__main__":
+    import json as _json
+
+    print(_json.dumps(job_json_schema(), indent=1))

@@ -12,6 +12,7 @@ input parameters, so a new job with new numbers re-solves without rebuilding.
 
 from __future__ import annotations
 
+import copy
 import gc
 import hashlib
 import json
@@ -138,7 +139,7 @@ def _base(job: Job) -> tuple[str, Any]:
         set_id = "bpx:" + _digest(job.bpx)
         if set_id not in _BASE_SETS:
             try:
-                _BASE_SETS[set_id] = pybamm.ParameterValues.create_from_bpx_obj(job.bpx)
+                _BASE_SETS[set_id] = pybamm.ParameterValues.create_from_bpx_obj(copy.deepcopy(job.bpx))
             except Exception as exc:  # the BPX library's messages name the bad field
                 raise SimulationError(f"bpx: not a valid BPX document: {_short(exc)}") from exc
         return set_id, _BASE_SETS[set_id]

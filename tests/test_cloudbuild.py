@@ -1,0 +1,469 @@
+"""Offline checks of ``cloudbuild.yaml``.
+
+The Google Cloud control plane (Cloud Build, Cloud Functions, Eventarc, Pub/Sub,
+Secret Manager) cannot run here, so this file validates the build config offline:
+
+* the YAML is read with PyYAML and its steps, flags, substitutions and step order
+  are checked against the repository (entry points in ``main.py``, files the
+  steps name, the service's settings);
+* the gcloud CLI, run with an empty configuration directory (no account, no GCE
+  metadata credentials, API endpoints pointed at a closed local port), parses the
+  file and the deploy commands' flags; every command then stops at "no active
+  account", so nothing reaches Google Cloud.
+
+The ``test_gcloud_*`` tests need ``gcloud`` on PATH and fail (not skip) without
+it. Cloud Build's unit-test step deselects them: its python:3.11 image has no
+gcloud.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIG = REPO / "cloudbuild.yaml"
+
+# Substitutions Cloud Build provides itself (no leading underscore, plus the
+# pull-request ones).
+BUILT_IN_SUBSTITUTIONS = {
+    "PROJECT_ID", "PROJECT_NUMBER", "BUILD_ID", "LOCATION", "TRIGGER_NAME",
+    "TRIGGER_BUILD_CONFIG_PATH", "COMMIT_SHA", "SHORT_SHA", "REVISION_ID",
+    "REPO_NAME", "REPO_FULL_NAME", "BRANCH_NAME", "TAG_NAME", "REF_NAME",
+    "SERVICE_ACCOUNT_EMAIL", "SERVICE_ACCOUNT",
+    "_HEAD_BRANCH", "_BASE_BRANCH", "_HEAD_REPO_URL", "_PR_NUMBER",
+}
+
+# `$$` is an escaped dollar (left for bash); `${NAME}` and `$NAME` are substitutions.
+SUBSTITUTION = re.compile(r"\$\$|\$\{(\w+)\}|\$(\w+)")
+
+GCLOUD_TIMEOUT_S = 60
+NO_ACCOUNT = re.compile(r"active account|credentials|gcloud auth login", re.IGNORECASE)
+GCLOUD_PARSE_ERROR = re.compile(r"parsing .*\.yaml|interpreting .* as build config", re.IGNORECASE)
+GCLOUD_FLAG_ERROR = re.compile(
+    r"unrecognized arguments|argument --|Bad syntax|Invalid value|is not a valid|"
+    r"must be specified|cannot be specified|at most one of|Usage: gcloud",
+    re.IGNORECASE,
+)
+
+
+# --------------------------------------------------------------------------
+# Reading the config
+# --------------------------------------------------------------------------
+def load_config() -> dict:
+    with CONFIG.open() as f:
+        return yaml.safe_load(f)
+
+
+def step_script(step: dict) -> str:
+    """What a step runs, as shell text: the ``bash -c`` script, or entrypoint + args."""
+    args = [str(a) for a in step.get("args", [])]
+    entrypoint = step.get("entrypoint")
+    if entrypoint in ("bash", "sh") and args[:1] == ["-c"]:
+        return args[1]
+    return shlex.join(([entrypoint] if entrypoint else []) + args)
+
+
+def shell_commands(script: str) -> list[list[str]]:
+    """The script's commands as word lists (continuation lines joined, comments dropped)."""
+    commands = []
+    for line in script.replace("\\\n", " ").splitlines():
+        if line.strip() and not line.strip().startswith("#"):
+            words = shlex.split(line)
+            commands.append(words)
+            for w in words:  # name="$(command ...)": the command too
+                m = re.fullmatch(r"\w+=\$\((.*)\)", w)
+                if m:
+                    commands.append(shlex.split(m.group(1)))
+    return commands
+
+
+def gcloud_calls(script: str, *subcommand: str) -> list[list[str]]:
+    """Every ``gcloud <subcommand...> ...`` in the script, as the words after the subcommand."""
+    calls = []
+    n = len(subcommand)
+    for words in shell_commands(script):
+        for i, word in enumerate(words):
+            if word == "gcloud" and tuple(words[i + 1:i + 1 + n]) == subcommand:
+                rest = []
+                for w in words[i + 1 + n:]:
+                    if w in ("||", "&&", ";", "|", ")"):
+                        break
+                    rest.append(w)
+                calls.append(rest)
+    return calls
+
+
+def flags_of(words: list[str]) -> dict[str, str | bool]:
+    """``--name=value`` -> {"--name": "value"}; a bare ``--flag`` -> {"--flag": True}."""
+    flags: dict[str, str | bool] = {}
+    for w in words:
+        if w.startswith("--"):
+            name, eq, value = w.partition("=")
+            flags[name] = value if eq else True
+    return flags
+
+
+def deploys() -> dict[str, tuple[dict, dict]]:
+    """Entry point -> (step, flags) for every ``gcloud functions deploy`` in the build."""
+    found = {}
+    for step in load_config()["steps"]:
+        for call in gcloud_calls(step_script(step), "functions", "deploy"):
+            flags = flags_of(call)
+            found[flags["--entry-point"]] = (step, flags)
+    return found
+
+
+def env_var_names(set_env_vars: str) -> list[str]:
+    """Keys of a ``--set-env-vars`` value, honouring gcloud's ``^DELIM^`` escaping."""
+    delimiter = ","
+    m = re.match(r"\^(.+?)\^", set_env_vars)
+    if m:
+        delimiter, set_env_vars = m.group(1), set_env_vars[m.end():]
+    return [item.split("=", 1)[0] for item in set_env_vars.split(delimiter)]
+
+
+def seconds(duration: str) -> int:
+    m = re.fullmatch(r"(\d+)s", duration)
+    assert m, f"expected a duration in seconds like 540s, got {duration!r}"
+    return int(m.group(1))
+
+
+def all_strings(node):
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from all_strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from all_strings(value)
+
+
+def step_prerequisites(steps: list[dict], index: int) -> set[str]:
+    """Ids of every step that must finish before steps[index] starts (Cloud Build's waitFor rules)."""
+    ids = [s.get("id", str(i)) for i, s in enumerate(steps)]
+    by_id = dict(zip(ids, range(len(steps))))
+    seen: set[str] = set()
+    todo = [index]
+    while todo:
+        i = todo.pop()
+        wait_for = steps[i].get("waitFor")
+        if wait_for is None:  # no waitFor: every step listed above it
+            direct = ids[:i]
+        else:  # "-" alone: start at once
+            direct = [w for w in wait_for if w != "-"]
+        for d in direct:
+            if d not in seen:
+                seen.add(d)
+                todo.append(by_id[d])
+    return seen
+
+
+# --------------------------------------------------------------------------
+# Running gcloud with no credentials
+# --------------------------------------------------------------------------
+def offline_gcloud_env(config_dir: Path) -> dict[str, str]:
+    """Environment for gcloud that cannot authenticate or reach Google Cloud."""
+    assert shutil.which("gcloud"), (
+        "gcloud is not on PATH: these checks run the Google Cloud CLI offline. Install the "
+        "Google Cloud SDK (https://cloud.google.com/sdk/docs/install)."
+    )
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("CLOUDSDK_") and k != "GOOGLE_APPLICATION_CREDENTIALS"}
+    env.update({
+        "CLOUDSDK_CONFIG": str(config_dir),  # empty: no account, no credentials
+        "CLOUDSDK_CORE_DISABLE_PROMPTS": "1",
+        "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",  # no metadata-server credentials either
+        "CLOUDSDK_CORE_PROJECT": "offline-check",
+    })
+    for api in ("CLOUDBUILD", "CLOUDFUNCTIONS", "EVENTARC", "PUBSUB"):
+        env[f"CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"] = "http://127.0.0.1:9/"
+    return env
+
+
+def run_gcloud_builds_submit(config: Path, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = offline_gcloud_env(tmp_path / "gcloud-config")
+    try:
+        return subprocess.run(
+            ["gcloud", "builds", "submit", "--config", str(config), "--no-source",
+             "--project=offline-check"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=GCLOUD_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"gcloud builds submit did not finish in {GCLOUD_TIMEOUT_S} s: {exc}")
+
+
+def with_substitutions(text: str, values: dict[str, str]) -> str:
+    """What Cloud Build does to a string before a step sees it."""
+    def replace(m):
+        if m.group(0) == "$$":
+            return "$"
+        return values[m.group(1) or m.group(2)]
+    return SUBSTITUTION.sub(replace, text)
+
+
+# --------------------------------------------------------------------------
+# The deploy commands
+# --------------------------------------------------------------------------
+def test_both_functions_are_deployed_as_gen2_python311_from_the_repo_root():
+    found = deploys()
+    assert set(found) == {"submit_job", "run_simulation"}
+    for entry_point, (step, flags) in found.items():
+        assert flags.get("--gen2") is True, f"{entry_point} is not deployed with --gen2"
+        assert flags.get("--runtime") == "python311", entry_point
+        assert flags.get("--source") == ".", entry_point
+        assert flags.get("--region") == "${_REGION}", entry_point
+
+
+def test_submit_function_is_http_and_not_public():
+    _, flags = deploys()["submit_job"]
+    assert flags.get("--trigger-http") is True
+    assert flags.get("--no-allow-unauthenticated") is True
+    assert "--allow-unauthenticated" not in flags
+    assert seconds(flags["--timeout"]) <= 60
+
+
+def test_worker_is_triggered_by_the_topic_and_retried():
+    _, flags = deploys()["run_simulation"]
+    assert flags.get("--trigger-topic") == "${_TOPIC}"
+    assert flags.get("--retry") is True
+    assert "--trigger-http" not in flags
+
+
+def test_worker_timeout_is_at_most_540_seconds():
+    # 540 s is the longest an event-driven 2nd-gen function may run.
+    _, flags = deploys()["run_simulation"]
+    assert seconds(flags["--timeout"]) <= 540
+
+
+def test_job_time_budget_default_is_below_the_worker_timeout():
+    config = load_config()
+    _, flags = deploys()["run_simulation"]
+    budget = float(config["substitutions"]["_JOB_TIME_BUDGET_S"])
+    assert budget < seconds(flags["--timeout"])
+    # and the worker is actually given that budget
+    assert "JOB_TIME_BUDGET_S=${_JOB_TIME_BUDGET_S}" in flags["--set-env-vars"]
+
+
+def test_solve_budget_plus_callback_budget_fit_in_the_worker_timeout():
+    # After the solve the worker still posts the result (shared.callback retries for
+    # up to CALLBACK_TOTAL_BUDGET_S); both have to finish before the function times out.
+    from shared.settings import Settings
+
+    config = load_config()
+    _, flags = deploys()["run_simulation"]
+    budget = float(config["substitutions"]["_JOB_TIME_BUDGET_S"])
+    callback_budget = Settings.model_fields["callback_total_budget_s"].default
+    assert budget + callback_budget <= seconds(flags["--timeout"])
+
+
+def test_entry_points_exist_in_main_with_the_matching_decorator():
+    # ast, not import: importing main pulls in the whole service.
+    tree = ast.parse((REPO / "main.py").read_text())
+    decorators = {
+        node.name: {ast.unparse(d) for d in node.decorator_list}
+        for node in tree.body if isinstance(node, ast.FunctionDef)
+    }
+    for entry_point, (_, flags) in deploys().items():
+        assert entry_point in decorators, f"main.py defines no function {entry_point!r}"
+        expected = ("functions_framework.http" if "--trigger-http" in flags
+                    else "functions_framework.cloud_event")
+        assert expected in decorators[entry_point], (entry_point, decorators[entry_point])
+
+
+def test_source_directories_exist_and_hold_a_python_function():
+    for entry_point, (_, flags) in deploys().items():
+        source = REPO / flags["--source"]
+        assert source.is_dir(), f"--source of {entry_point} does not exist: {source}"
+        assert (source / "main.py").is_file() and (source / "requirements.txt").is_file()
+
+
+def test_environment_variables_and_secrets_are_settings_the_service_reads():
+    from shared.settings import Settings
+
+    read_elsewhere = {"PYBAMM_DISABLE_TELEMETRY"}  # read by PyBaMM itself
+    required = {"JOB_MANAGER_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC",
+                "CALLBACK_URL_ALLOWLIST", "JOB_TIME_BUDGET_S", "PYBAMM_DISABLE_TELEMETRY"}
+    for entry_point, (_, flags) in deploys().items():
+        names = env_var_names(flags["--set-env-vars"])
+        assert required <= set(names), (entry_point, required - set(names))
+        for name in set(names) - read_elsewhere:
+            assert name.lower() in Settings.model_fields, f"{name} is not a Settings field"
+        assert "PYBAMM_DISABLE_TELEMETRY=true" in flags["--set-env-vars"]
+    _, worker = deploys()["run_simulation"]
+    assert worker["--set-secrets"] == "CALLBACK_SIGNING_KEY=${_SIGNING_SECRET}:latest"
+    submit_step, _ = deploys()["submit_job"]
+    assert "API_KEY=$${API_KEY_SECRET}:latest" in step_script(submit_step)
+    assert "API_KEY_SECRET=${_API_KEY_SECRET}" in submit_step["env"]
+
+
+# --------------------------------------------------------------------------
+# Files, substitutions, order
+# --------------------------------------------------------------------------
+def test_every_file_the_steps_name_exists():
+    named = set()
+    for step in load_config()["steps"]:
+        for words in shell_commands(step_script(step)):
+            for flag, value in zip(words, words[1:]):
+                if flag == "-r":  # pip install -r FILE
+                    named.add(value)
+                elif flag == "-m" and (REPO / value.split(".")[0]).exists():  # python -m our.module
+                    named.add(value.replace(".", "/") + ".py")
+                elif flag == "--deselect":  # a pytest node id (prefix)
+                    named.add(value.split("::")[0])
+    assert {"requirements-dev.txt", "shared/drive_cycles.py"} <= named
+    for path in named:
+        assert (REPO / path).is_file(), f"a build step names {path}, which is not in the repository"
+
+
+def test_every_substitution_used_is_defined_and_every_defined_one_is_used():
+    config = load_config()
+    defined = set(config["substitutions"])
+    used = set()
+    for text in all_strings({k: v for k, v in config.items() if k != "substitutions"}):
+        for m in SUBSTITUTION.finditer(text):
+            if m.group(0) != "$$":
+                used.add(m.group(1) or m.group(2))
+    assert all(re.fullmatch(r"_[A-Z0-9_]+", name) for name in defined), defined
+    assert used - defined - BUILT_IN_SUBSTITUTIONS == set(), "used but not defined"
+    # Cloud Build rejects a substitution that is never used (unless ALLOW_LOOSE).
+    if config.get("options", {}).get("substitution_option") != "ALLOW_LOOSE":
+        assert defined - used == set(), "defined but never used"
+    for name in ("_REGION", "_TOPIC", "_SUBMIT_FUNCTION", "_WORKER_FUNCTION", "_WORKER_MEMORY",
+                 "_WORKER_MAX_INSTANCES", "_SUBMIT_MAX_INSTANCES", "_JOB_MANAGER_URL",
+                 "_SIGNING_SECRET", "_API_KEY_SECRET", "_CALLBACK_URL_ALLOWLIST",
+                 "_JOB_TIME_BUDGET_S"):
+        assert name in defined, name
+
+
+def test_drive_cycles_are_fetched_before_any_deploy_and_before_the_unit_tests():
+    steps = load_config()["steps"]
+    fetch = [s["id"] for s in steps
+             if "python -m shared.drive_cycles fetch --dest drive_cycles US06 UDDS WLTC"
+             in step_script(s)]
+    assert len(fetch) == 1, "expected exactly one drive-cycle fetch step"
+    deploy_or_test = [i for i, s in enumerate(steps)
+                      if gcloud_calls(step_script(s), "functions", "deploy")
+                      or "python -m pytest" in step_script(s)]
+    assert len(deploy_or_test) == 3
+    for i in deploy_or_test:
+        assert fetch[0] in step_prerequisites(steps, i), steps[i]["id"]
+
+
+def test_unit_tests_leave_out_only_the_slow_ones():
+    steps = load_config()["steps"]
+    (pytest_call,) = [w for s in steps for w in shell_commands(step_script(s))
+                      if w[:3] == ["python", "-m", "pytest"]]
+    assert pytest_call[3:6] == ["-q", "-m", "not slow"]
+    assert step_prerequisites(steps, next(i for i, s in enumerate(steps)
+                                          if "python -m pytest" in step_script(s))) >= {"install"}
+
+
+def test_topics_exist_before_the_deploys():
+    steps = load_config()["steps"]
+    (topics,) = [s for s in steps if gcloud_calls(step_script(s), "pubsub", "topics", "create")]
+    script = step_script(topics)
+    assert "for topic in ${_TOPIC} ${_TOPIC}-dead" in script
+    assert "gcloud pubsub topics describe" in script  # create only when missing
+    for i, s in enumerate(steps):
+        if gcloud_calls(step_script(s), "functions", "deploy"):
+            assert topics["id"] in step_prerequisites(steps, i), s["id"]
+
+
+def test_dead_letter_policy_is_set_on_the_worker_subscription_after_its_deploy():
+    steps = load_config()["steps"]
+    (index,) = [i for i, s in enumerate(steps)
+                if gcloud_calls(step_script(s), "pubsub", "subscriptions", "update")]
+    script = step_script(steps[index])
+    (update,) = gcloud_calls(script, "pubsub", "subscriptions", "update")
+    flags = flags_of(update)
+    assert flags["--dead-letter-topic"] == "${_TOPIC}-dead"
+    assert flags["--max-delivery-attempts"] == "5"
+    assert update[0] == "$${subscription}"
+    # the subscription is the one behind the worker's Eventarc trigger
+    (describe,) = gcloud_calls(script, "functions", "describe")
+    assert describe[0] == "${_WORKER_FUNCTION}"
+    assert gcloud_calls(script, "eventarc", "triggers", "describe")
+    worker_step, _ = deploys()["run_simulation"]
+    assert worker_step["id"] in step_prerequisites(steps, index)
+
+
+def test_fetched_drive_cycles_are_checked_to_be_in_the_upload():
+    # The repo's .gitignore ignores drive_cycles/*.csv, and gcloud's generated
+    # .gcloudignore includes .gitignore; a step must make sure the cycles go up.
+    steps = load_config()["steps"]
+    (index,) = [i for i, s in enumerate(steps)
+                if gcloud_calls(step_script(s), "meta", "list-files-for-upload")]
+    script = step_script(steps[index])
+    for name in ("US06", "UDDS", "WLTC"):
+        assert f"drive_cycles/{name}.csv" in script
+    for i, s in enumerate(steps):
+        if gcloud_calls(step_script(s), "functions", "deploy"):
+            assert steps[index]["id"] in step_prerequisites(steps, i), s["id"]
+
+
+def test_build_timeout_leaves_room_for_install_tests_and_deploys():
+    assert seconds(load_config()["timeout"]) >= 1800
+
+
+# --------------------------------------------------------------------------
+# gcloud itself, offline
+# --------------------------------------------------------------------------
+def test_gcloud_parses_the_config_offline(tmp_path):
+    # gcloud reads and validates the build config (YAML, field names, field types)
+    # before it looks for credentials; with none it must stop at the account check.
+    result = run_gcloud_builds_submit(CONFIG, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"gcloud builds submit unexpectedly succeeded:\n{output}"
+    assert not GCLOUD_PARSE_ERROR.search(output), f"gcloud could not read cloudbuild.yaml:\n{output}"
+    assert NO_ACCOUNT.search(output), f"expected a credentials/account error, got:\n{output}"
+
+
+def test_gcloud_reports_a_broken_copy_as_a_parse_error(tmp_path):
+    # Shows the check above can fail: a misspelt field in a copy is reported
+    # before the account check.
+    broken = tmp_path / "cloudbuild.yaml"
+    broken.write_text(CONFIG.read_text().replace("waitFor:", "waitfor:", 1))
+    result = run_gcloud_builds_submit(broken, tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert GCLOUD_PARSE_ERROR.search(output) and "waitfor: unused" in output, output
+    assert not NO_ACCOUNT.search(output), output
+
+
+@pytest.mark.parametrize("api_key_secret", ["", "battery-sim-api-key"])
+def test_gcloud_accepts_the_deploy_flags_offline(tmp_path, api_key_secret):
+    # Runs each deploy step's script as Cloud Build would (substitutions applied,
+    # the step's env set) with the real gcloud. gcloud checks flag names, values
+    # and combinations while parsing the command line, before it needs an
+    # account, so each deploy must stop at the account check.
+    config = load_config()
+    values = dict(config["substitutions"], PROJECT_ID="offline-check", PROJECT_NUMBER="0",
+                  _JOB_MANAGER_URL="https://job-manager.example.org",
+                  _CALLBACK_URL_ALLOWLIST="https://a.example.org/results,https://b.example.org/",
+                  _API_KEY_SECRET=api_key_secret)
+    env = offline_gcloud_env(tmp_path / "gcloud-config")
+    for step, _ in deploys().values():
+        for item in step.get("env", []):
+            name, _, value = with_substitutions(item, values).partition("=")
+            env[name] = value
+        script = with_substitutions(step_script(step), values)
+        try:
+            result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env,
+                                    capture_output=True, text=True, timeout=GCLOUD_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"{step['id']} did not finish in {GCLOUD_TIMEOUT_S} s: {exc}")
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output
+        assert "(gcloud.functions.deploy)" in output, output
+        assert not GCLOUD_FLAG_ERROR.search(output), f"{step['id']}: gcloud rejected a flag:\n{output}"
+        assert NO_ACCOUNT.search(output), f"{step['id']}: expected an account error, got:\n{output}"
