@@ -55,6 +55,9 @@ INPUT_CANDIDATES = (
     "Initial concentration in positive electrode [mol.m-3]",
 )
 
+# PyBaMM experiments control these themselves: they cannot be input parameters.
+EXPERIMENT_BAKED = ("Nominal cell capacity [A.h]", "Ambient temperature [K]", "Initial temperature [K]")
+
 # Always computed (for the summary), whatever the job asks to see.
 SUMMARY_VARIABLES = (
     "Time [s]",
@@ -224,12 +227,12 @@ def _plan(job: Job) -> _Plan:
     protocol = job.protocol
     conditions = job.conditions
 
-    # Numbers that become inputs. Capacity is baked for experiments (C-rate steps
-    # turn into currents when the experiment is built).
+    # Numbers that become inputs (for experiments, capacity and temperatures are
+    # baked: PyBaMM's experiment steps control them).
     input_names = [
         n for n in INPUT_CANDIDATES
         if n in keys and _is_number(base[n])
-        and not (isinstance(protocol, Experiment) and n == "Nominal cell capacity [A.h]")
+        and not (isinstance(protocol, Experiment) and n in EXPERIMENT_BAKED)
     ]
     baked = {k: v for k, v in overrides.items() if k not in input_names}
     if conditions.ambient_temperature_C is not None:
@@ -337,11 +340,9 @@ def _make_static(key: str, job: Job, base, baked: dict[str, Any], input_names: l
             static.t_data, np.asarray(i_data, dtype=float) * protocol.scale, pybamm.t, interpolator="linear")})
     else:
         try:
-            if protocol.cycles > 1:
-                static.experiment = pybamm.Experiment([tuple(protocol.steps)] * protocol.cycles,
-                                                      period=_period_str(protocol.period_s))
-            else:
-                static.experiment = pybamm.Experiment(list(protocol.steps), period=_period_str(protocol.period_s))
+            # one PyBaMM cycle per protocol cycle: the steps as a tuple, repeated
+            static.experiment = pybamm.Experiment([tuple(protocol.steps)] * protocol.cycles,
+                                                  period=_period_str(protocol.period_s))
         except Exception as exc:
             raise SimulationError(f"protocol.steps: PyBaMM cannot parse the experiment: {_short(exc)}")
     pv.update({n: "[input]" for n in names})
@@ -510,8 +511,15 @@ def _result(job: Job, plan: _Plan, solution) -> dict[str, Any]:
         if not completed and job.protocol.type == "constant_current" and job.protocol.duration_s is None:
             completed = termination.startswith("event:") and "voltage" in termination.lower()
     else:
-        n_cycles = len(getattr(solution, "cycles", []) or [])
-        completed = n_cycles == job.protocol.cycles and termination == "final time"
+        # an experiment is complete when every step of every cycle ran; a step that
+        # ends on its own condition ("until 4.1 V") ends with an "[experiment]" event
+        cycles = [c for c in (getattr(solution, "cycles", []) or []) if c is not None]
+        last_steps = len(getattr(cycles[-1], "steps", []) or []) if cycles else 0
+        completed = (
+            len(cycles) == job.protocol.cycles
+            and last_steps == len(job.protocol.steps)
+            and (termination == "final time" or termination.endswith("[experiment]"))
+        )
 
     columns_all = {name: _values(solution, name) for name in plan.output_variables}
     # thin an experiment's solution to max_points (experiments sample per step)
