@@ -4,6 +4,7 @@ Routes
   POST /cell/simulate         the Java Job Manager's cell job (legacy body)
   POST /drivecycle/simulate   the Java Job Manager's drive-cycle job (legacy body)
   POST /jobs                  a native job (see schema/job.schema.json)
+  POST /sweeps                a base job + values to vary -> one job per member
   GET  /catalog               models, options, parameter sets, drive cycles, variables, limits
   GET  /schema                the native job's JSON Schema
   GET  /healthz               liveness
@@ -99,7 +100,40 @@ def submit_native(request):
     return _reply(202, {"jobId": job_id, "status": "queued", "simulationType": "native"})
 
 
-def validate_native(body: dict[str, Any]) -> Job:
+def submit_sweep(request):
+    from shared import sweeps
+
+    body = _json_body(request)
+    try:
+        sweep = sweeps.SweepRequest.model_validate(body)
+    except ValidationError as exc:
+        raise BadRequest(error_list(exc))
+    if "id" in sweep.base:
+        raise BadRequest([{"field": "base.id", "error": "sweep members get their own ids"}])
+    sweep_id = _new_id()
+    values = sweeps.members(sweep)
+    total = len(values)
+    envelopes: list[Envelope] = []
+    checked: dict[str, Job] = {}
+    for index, member in enumerate(values):
+        try:
+            body_k = sweeps.apply(sweep.base, member)
+        except ValueError as exc:
+            raise BadRequest([{"field": "vary", "error": str(exc)}])
+        try:
+            job = validate_native(body_k, cache=checked)
+        except BadRequest as exc:
+            raise BadRequest([{**e, "field": f"member {index}: {e['field']}"} for e in exc.errors[:10]])
+        envelopes.append(Envelope(
+            job_id=f"{sweep_id}-{index:04d}", kind="native", submitted_at=_now(), job=job,
+            callback_url=job.callback_url,
+            sweep={"sweepId": sweep_id, "index": index, "total": total, "values": member}))
+    _publish(envelopes)
+    return _reply(202, {"sweepId": sweep_id, "status": "queued", "members": total,
+                        "jobIds": [e.job_id for e in envelopes]})
+
+
+def validate_native(body: dict[str, Any], cache: dict | None = None) -> Job:
     """Structural checks (pydantic), then the checks that need PyBaMM (catalog)."""
     try:
         job = Job.model_validate(body)
@@ -111,9 +145,17 @@ def validate_native(body: dict[str, Any]) -> Job:
         raise BadRequest([{"field": "callback_url", "error": str(exc)}])
     from shared import catalog  # imports PyBaMM: only native jobs pay for it
 
+    # sweep members differing only in numbers share one PyBaMM check
+    key = job.model_dump_json(include={"model", "parameter_set", "bpx", "protocol", "outputs"},
+                              exclude={"protocol": {"current_A", "c_rate", "duration_s", "scale"}}) \
+        + ",".join(sorted(job.parameters))
+    if cache is not None and key in cache:
+        return job
     errors = catalog.check(job)
     if errors:
         raise BadRequest(errors)
+    if cache is not None:
+        cache[key] = job
     return job
 
 
@@ -146,6 +188,7 @@ ROUTES: dict[str, dict[str, Callable]] = {
     "/cell/simulate": {"POST": lambda r: submit_legacy(r, "cell")},
     "/drivecycle/simulate": {"POST": lambda r: submit_legacy(r, "driveCycle")},
     "/jobs": {"POST": submit_native},
+    "/sweeps": {"POST": submit_sweep},
     "/catalog": {"GET": catalog_view},
     "/schema": {"GET": schema_view},
     "/healthz": {"GET": health},
