@@ -56,6 +56,19 @@ def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
         _send(target, body, envelope.job_id, attempt, fields, compress=False)
         return body
 
+    try:
+        return _simulate_and_report(envelope, target, attempt, fields, settings)
+    except callback.CallbackUndelivered:
+        raise  # Pub/Sub redelivers
+    except Exception as exc:  # noqa: BLE001 - a bug must still end in one outcome
+        log.exception("worker error", extra={"fields": {**fields, "stage": "worker"}})
+        body = callback.body_for(envelope, _now(), _now(), attempt,
+                                 error=f"internal service error ({type(exc).__name__})")
+        _send(target, body, envelope.job_id, attempt, fields, compress=False)
+        return body
+
+
+def _simulate_and_report(envelope, target: str, attempt, fields, settings) -> dict[str, Any]:
     started = _now()
     t0 = time.perf_counter()
     log.info("simulation started", extra={"fields": {**fields, "stage": "simulate"}})

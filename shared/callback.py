@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
 import logging
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -139,6 +140,20 @@ def failure_body(job_id: str, kind: Optional[str], error: str, attempt: Optional
     }
 
 
+def finite(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by ``null`` (JSON has neither)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if value and all(isinstance(v, float) for v in value[:1]) and all(
+                isinstance(v, float) and math.isfinite(v) for v in value):
+            return value
+        return [finite(v) for v in value]
+    return value
+
+
 # --------------------------------------------------------------------------
 # How to send
 # --------------------------------------------------------------------------
@@ -189,7 +204,7 @@ def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] 
     and Pub/Sub redelivers). Any other 4xx raises ``CallbackRejected`` at once.
     """
     settings = settings or get_settings()
-    raw = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+    raw = json.dumps(finite(body), separators=(",", ":"), allow_nan=False).encode()
     headers = {
         "Content-Type": "application/json",
         "Idempotency-Key": job_id,

@@ -95,3 +95,11 @@ def test_undeliverable_callback_raises_so_pubsub_redelivers():
     s = Settings(callback_total_budget_s=1.0, callback_timeout_s=0.5)
     with pytest.raises(callback.CallbackUndelivered):
         callback.deliver("http://127.0.0.1:9/none", {"id": "j4"}, "j4", settings=s)
+
+
+def test_non_finite_numbers_become_null_instead_of_breaking_delivery():
+    with Receiver() as r:
+        callback.deliver(r.url + "/x", {"id": "j5", "summary": {"Final state of charge": float("nan")},
+                                        "columns": {"Voltage [V]": [4.0, float("inf")]}}, "j5")
+        assert r.results["j5"]["summary"]["Final state of charge"] is None
+        assert r.results["j5"]["columns"]["Voltage [V]"] == [4.0, None]
