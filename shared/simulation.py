@@ -123,11 +123,28 @@ class ModelCache:
             log.info("model cache evicted %s", old[:12])
             gc.collect()
 
+    def trim_to_memory(self, max_rss_mb: float) -> None:
+        """Evict the least recently used entries while this process is above ``max_rss_mb``."""
+        while len(self._entries) > 1 and rss_mb() > max_rss_mb:
+            old, _ = self._entries.popitem(last=False)
+            gc.collect()
+            log.info("model cache evicted %s (memory)", old[:12])
+
     def __len__(self) -> int:
         return len(self._entries)
 
 
+def rss_mb() -> float:
+    """Resident memory of this process [MB] (Linux /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 CACHE = ModelCache(int(os.environ.get("MODEL_CACHE_ENTRIES", "8")))
+CACHE_MAX_RSS_MB = float(os.environ.get("MODEL_CACHE_MAX_RSS_MB", "1200"))
 
 
 # ---------------------------------------------------------------------------
@@ -394,8 +411,8 @@ def simulate(job: Job) -> dict[str, Any]:
         CACHE.put(plan.key, entry)
     entry.uses += 1
     log.info(
-        "model cache %s key=%s entries=%d hits=%d misses=%d",
-        cache_state, plan.key[:12], len(CACHE), CACHE.hits, CACHE.misses,
+        "model cache %s key=%s entries=%d hits=%d misses=%d rss_mb=%.0f",
+        cache_state, plan.key[:12], len(CACHE), CACHE.hits, CACHE.misses, rss_mb(),
     )
     t_solve = time.perf_counter()
     try:
@@ -424,6 +441,7 @@ def simulate(job: Job) -> dict[str, Any]:
         del solution
         if plan.experiment is not None:
             gc.collect()
+    CACHE.trim_to_memory(CACHE_MAX_RSS_MB)
     result["timings"] = {
         "cache": cache_state,
         "build_s": round(entry.built_s, 4) if cache_state == "miss" else 0.0,
