@@ -80,6 +80,9 @@ def submit_legacy(request, simulation_type: str):
         legacy = LegacyRequest.model_validate(body)
     except ValidationError as exc:
         raise BadRequest(error_list(exc))
+    errors = legacy.errors_for(simulation_type)
+    if errors:
+        raise BadRequest(errors)
     job_id = legacy.id or _new_id()
     envelope = Envelope(job_id=job_id, kind=simulation_type, submitted_at=_now(),
                         job=legacy.to_job(simulation_type))

@@ -89,6 +89,15 @@ class LegacyRequest(BaseModel):
             )
         return self
 
+    def errors_for(self, simulation_type: str) -> list[dict[str, str]]:
+        """Checks that depend on the route (a cell job needs a positive duration)."""
+        if simulation_type != "cell" or self.time is None:
+            return []
+        max_h = LIMITS["max_duration_s"] / 3600
+        if not 0 < self.time <= max_h:
+            return [{"field": "time", "error": f"a cell job's duration must be in (0, {max_h:g}] hours"}]
+        return []
+
     def to_job(self, simulation_type: str) -> "Job":
         upper = 4.2 if self.upperVoltage is None else self.upperVoltage
         lower = 2.5 if self.lowerVoltage is None else self.lowerVoltage

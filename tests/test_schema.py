@@ -74,3 +74,18 @@ def test_native_job_rejects_unknown_fields_and_bad_protocols():
     assert "colour" in fields_of(info)
     with pytest.raises(ValidationError):
         Job.model_validate({"protocol": {"type": "drive_cycle", "time_s": [0, 1, 1], "current_A": [1, 2, 3]}})
+
+
+@pytest.mark.parametrize("hours", [0, 49, 1e9])
+def test_cell_duration_outside_the_limit_names_time(hours):
+    legacy = LegacyRequest.model_validate({**JAVA_CELL, "time": hours})
+    assert [e["field"] for e in legacy.errors_for("cell")] == ["time"]
+    assert legacy.errors_for("driveCycle") == []  # the Job Manager sends time 0.0 for drive cycles
+
+
+def test_every_accepted_legacy_body_becomes_a_valid_job():
+    for body in (JAVA_CELL, JAVA_DRIVE_CYCLE, {"controlCurrent": -500, "nominalCell": 1000, "time": 48}):
+        legacy = LegacyRequest.model_validate(body)
+        for kind in ("cell", "driveCycle"):
+            if not legacy.errors_for(kind):
+                assert Job.model_validate(legacy.to_job(kind).model_dump())
