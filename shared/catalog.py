@@ -87,9 +87,11 @@ def check(job: Job) -> list[dict[str, str]]:
     protocol = job.protocol
     if protocol.type == "experiment":
         try:
-            pybamm.Experiment(list(protocol.steps))
+            experiment = pybamm.Experiment(list(protocol.steps))
         except Exception as exc:  # noqa: BLE001
             errors.append({"field": "protocol.steps", "error": f"PyBaMM cannot parse it: {_short(exc)}"})
+        else:
+            errors += _step_limits(experiment, protocol.cycles)
     elif protocol.type == "drive_cycle" and protocol.name is not None:
         if protocol.name not in drive_cycles.REGISTRY:
             errors.append({"field": "protocol.name",
@@ -97,6 +99,28 @@ def check(job: Job) -> list[dict[str, str]]:
         elif drive_cycles.find(protocol.name) is None:
             errors.append({"field": "protocol.name",
                            "error": f"not installed here; available: {drive_cycles.available()}"})
+    return errors
+
+
+def _step_limits(experiment, cycles: int) -> list[dict[str, str]]:
+    """Rates and explicit durations of experiment steps within the service's limits."""
+    errors = []
+    total_s = 0.0
+    for k, step in enumerate(experiment.steps):
+        kind = type(step).__name__
+        value = step.value if isinstance(step.value, (int, float)) else None
+        if kind == "CRate" and value is not None and abs(value) > LIMITS["max_c_rate"]:
+            errors.append({"field": f"protocol.steps.{k}",
+                           "error": f"{abs(value):g}C is above the limit of {LIMITS['max_c_rate']:g}C"})
+        if kind == "Current" and value is not None and abs(value) > LIMITS["max_current_A"]:
+            errors.append({"field": f"protocol.steps.{k}",
+                           "error": f"{abs(value):g} A is above the limit of {LIMITS['max_current_A']:g} A"})
+        if getattr(step, "input_duration", None) is not None:
+            total_s += float(step.duration)
+    if total_s * cycles > LIMITS["max_duration_s"] * 10:
+        errors.append({"field": "protocol",
+                       "error": f"timed steps x cycles last {total_s * cycles / 3600:g} h; the limit is "
+                                f"{LIMITS['max_duration_s'] * 10 / 3600:g} h"})
     return errors
 
 

@@ -147,6 +147,10 @@ def test_summary_only_omits_the_series():
     ({"parameter_set": "NoSuchCell2099"}, "parameter_set"),
     ({"protocol": {"type": "experiment", "steps": ["Discharge at 1C until the cows come home"]}}, "protocol.steps"),
     ({"protocol": {"type": "drive_cycle", "name": "NEDC"}}, "protocol.name"),
+    ({"protocol": {"type": "experiment", "steps": ["Rest for 1 hour", "Discharge at 50C until 2.5 V"]}},
+     "protocol.steps.1"),
+    ({"protocol": {"type": "experiment", "steps": ["Charge at 900 A for 1 minute"]}}, "protocol.steps.0"),
+    ({"protocol": {"type": "experiment", "steps": ["Rest for 100 hours"], "cycles": 500}}, "protocol"),
 ])
 def test_pybamm_aware_checks_name_the_field(body, field):
     base = {"protocol": {"type": "constant_current", "c_rate": 1}}
