@@ -4,16 +4,26 @@
 * ``run_simulation`` — Pub/Sub (CloudEvent): runs one simulation, posts the result.
 """
 
+import json
 import os
 
 os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
 
 import functions_framework  # noqa: E402
+from werkzeug.exceptions import HTTPException  # noqa: E402
 
 from functions import submit, worker  # noqa: E402
 from shared import logs  # noqa: E402
 
 logs.configure()
+
+
+@functions_framework.errorhandler(HTTPException)
+def framework_error(exc):
+    """Errors raised by the framework before a function runs (e.g. a path its catch-all
+    route cannot match, such as one containing %0A, or /favicon.ico) answer in JSON
+    like every other reply. Unhandled exceptions keep the framework's 500 handler."""
+    return json.dumps({"error": exc.description or exc.name}), exc.code or 500, {"Content-Type": "application/json"}
 
 
 @functions_framework.http

@@ -50,6 +50,21 @@ def _new_id() -> str:
     return uuid.uuid4().hex
 
 
+MAX_JSON_DEPTH = 32  # a job or BPX document needs < 10 levels
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """True if objects/arrays nest more than ``limit`` levels (iterative: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return False
+
+
 def _json_body(request) -> dict[str, Any]:
     settings = get_settings()
     length = request.content_length
@@ -62,8 +77,12 @@ def _json_body(request) -> dict[str, Any]:
                          status=413)
     try:
         body = json.loads(raw or b"null")
+    except RecursionError:  # not a ValueError: would otherwise surface as a 503
+        raise BadRequest([{"field": "body", "error": f"JSON nested deeper than {MAX_JSON_DEPTH} levels"}])
     except (ValueError, UnicodeDecodeError):
         raise BadRequest([{"field": "body", "error": "not valid JSON"}])
+    if _too_deep(body, MAX_JSON_DEPTH):  # pydantic, serialisers and PyBaMM recurse on it
+        raise BadRequest([{"field": "body", "error": f"JSON nested deeper than {MAX_JSON_DEPTH} levels"}])
     if not isinstance(body, dict):
         raise BadRequest([{"field": "body", "error": "expected a JSON object"}])
     return body

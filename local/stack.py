@@ -151,11 +151,7 @@ class Stack:
         submit = self._spawn("submit", [ff, "--target", "submit_job", "--signature-type", "http",
                                         "--host", "127.0.0.1", "--port", str(self.submit_port)],
                              {**env, "WORKERS": "1"})
-        # One job at a time per gunicorn worker process, like a Cloud Functions
-        # instance with concurrency 1; WORKER_PROCESSES processes play the instances.
-        worker = self._spawn("worker", [ff, "--target", "run_simulation", "--signature-type", "cloudevent",
-                                        "--host", "127.0.0.1", "--port", str(self.worker_port)],
-                             {**env, "WORKERS": str(self.worker_processes), "THREADS": "1"})
+        worker = self._spawn_worker(env)
         wait_for(self.submit_url + "/healthz", 60, submit, "submit function")
         wait_for(self.worker_url + "/", 60, worker, "worker function")
 
@@ -181,12 +177,20 @@ class Stack:
         for name in list(self.procs)[::-1]:
             self.stop_process(name)
 
+    def _spawn_worker(self, env: dict[str, str]) -> subprocess.Popen:
+        """The worker: WORKER_PROCESSES gunicorn processes play the Cloud Functions
+        instances. Each runs one simulation at a time (its solver process has a lock,
+        like an instance with concurrency 1); 2 threads only let it accept the next
+        push while one runs — with 1 thread gunicorn's sync worker makes the emulator
+        wait about 2 s between pushes."""
+        ff = str(Path(sys.executable).with_name("functions-framework"))
+        return self._spawn("worker", [ff, "--target", "run_simulation", "--signature-type", "cloudevent",
+                                      "--host", "127.0.0.1", "--port", str(self.worker_port)],
+                           {**env, "WORKERS": str(self.worker_processes), "THREADS": "2"})
+
     def restart_worker(self) -> None:
         self.stop_process("worker", timeout_s=0)
-        ff = str(Path(sys.executable).with_name("functions-framework"))
-        worker = self._spawn("worker", [ff, "--target", "run_simulation", "--signature-type", "cloudevent",
-                                        "--host", "127.0.0.1", "--port", str(self.worker_port)],
-                             {**self.env(), "WORKERS": str(self.worker_processes), "THREADS": "1"})
+        worker = self._spawn_worker(self.env())
         wait_for(self.worker_url + "/", 60, worker, "worker function")
 
     def __enter__(self) -> "Stack":

@@ -3,7 +3,8 @@
 Legacy jobs (``kind`` ``cell`` / ``driveCycle``) get the original body — ``{"id",
 "result": [{"time","voltage","current","dcap"}]}`` — plus status fields. Native
 jobs get the columnar result. Every callback carries ``Idempotency-Key`` (the
-job id) and ``X-Delivery-Attempt`` so the receiver can drop duplicates.
+job id, percent-encoded where it is not printable ASCII) and ``X-Delivery-Attempt``
+so the receiver can drop duplicates.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import math
 import logging
 from typing import Any, Optional
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -33,6 +34,10 @@ LEGACY_COLUMNS = {
     "dcap": "Discharge capacity [A.h]",
 }
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+# Printable ASCII except "%" and space: kept as-is in header values; anything else
+# (non-ASCII, control characters) is percent-encoded, so any job id can travel in
+# Idempotency-Key / X-Job-Id (and ids of the legacy pattern are unchanged).
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 
 
 class CallbackRejected(Exception):
@@ -194,6 +199,11 @@ def _session(settings: Settings) -> requests.Session:
     return session
 
 
+def header_value(job_id: str) -> str:
+    """A job id as an HTTP header value: percent-encoded (UTF-8) where it is not printable ASCII."""
+    return quote(job_id, safe=_HEADER_SAFE)
+
+
 def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] = None,
             settings: Settings | None = None, compress: bool = False) -> int:
     """POST ``body``; return the 2xx status.
@@ -207,8 +217,8 @@ def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] 
     raw = json.dumps(finite(body), separators=(",", ":"), allow_nan=False).encode()
     headers = {
         "Content-Type": "application/json",
-        "Idempotency-Key": job_id,
-        "X-Job-Id": job_id,
+        "Idempotency-Key": header_value(job_id),
+        "X-Job-Id": header_value(job_id),
         "X-Delivery-Attempt": str(attempt or 1),
     }
     if compress and len(raw) >= settings.callback_gzip_min_bytes:

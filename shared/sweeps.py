@@ -59,7 +59,7 @@ class SweepRequest(BaseModel):
     vary: dict[str, Axis] = Field(min_length=1, max_length=10)
     design: Literal["grid", "random", "latin_hypercube"] = "grid"
     samples: Optional[int] = Field(default=None, ge=1, le=LIMITS["max_sweep_members"])
-    seed: Optional[int] = None
+    seed: Optional[int] = Field(default=None, ge=0)  # numpy and scipy refuse negative seeds
 
     @model_validator(mode="after")
     def _consistent(self):
