@@ -94,3 +94,28 @@ def test_cache_is_bounded_by_entries_and_memory():
     cache.trim_to_memory(max_rss_mb=0.0)  # any process is above 0 MB: keep only the newest
     assert len(cache) == 1
     assert simulation.rss_mb() > 10
+
+
+def test_a_job_without_initial_soc_does_not_inherit_the_previous_jobs_soc():
+    """PyBaMM's reused Simulation keeps the last initial_soc; the cache must not."""
+    base = {**JAVA_CELL, "time": 0.1}
+    default = simulation.simulate(LegacyRequest.model_validate(base).to_job("cell"))
+    half = LegacyRequest.model_validate(base).to_job("cell")
+    half.conditions.initial_soc = 0.5
+    at_half = simulation.simulate(half)
+    again = simulation.simulate(LegacyRequest.model_validate(base).to_job("cell"))
+    assert at_half["timings"]["cache"] == again["timings"]["cache"] == "hit"
+    assert at_half["summary"]["Initial state of charge"] == pytest.approx(0.5)
+    assert again["summary"]["Initial state of charge"] == default["summary"]["Initial state of charge"]
+    assert again["columns"]["Voltage [V]"] == default["columns"]["Voltage [V]"]
+
+
+def test_inline_drive_cycles_with_different_values_do_not_share_a_built_model():
+    """A drive-cycle interpolant is fixed when the model is built: the cache key must see the values."""
+    def cycle(amps):
+        return Job.model_validate({"model": {"name": "SPM"}, "conditions": {"initial_soc": 0.8},
+                                   "protocol": {"type": "drive_cycle", "time_s": [0, 50, 100],
+                                                "current_A": [amps, amps, amps]}})
+    one, two = simulation.simulate(cycle(1.0)), simulation.simulate(cycle(2.0))
+    assert two["summary"]["Discharged capacity [A.h]"] == pytest.approx(
+        2 * one["summary"]["Discharged capacity [A.h]"], rel=1e-6)
