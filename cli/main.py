@@ -61,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     body = json.loads(raw)
     route = _route(body)
     if args.callback_url:
+        if route not in ("/jobs", "/sweeps"):
+            print("--callback-url needs a native job or sweep: the legacy routes always answer to the "
+                  "service's JOB_MANAGER_URL", file=sys.stderr)
+            return 2
         (body.setdefault("base", {}) if route == "/sweeps" else body)["callback_url"] = args.callback_url
     host, port = _parse_listen(args.listen)
     with Receiver(host=host, port=port, signing_key=args.signing_key) as receiver:

@@ -56,6 +56,15 @@ def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
         _send(target, body, envelope.job_id, attempt, fields, compress=False)
         return body
 
+    if attempt is not None and attempt >= settings.max_delivery_attempts:
+        # the last delivery before the dead-letter topic: whatever killed the earlier
+        # attempts (a crash, an out-of-memory kill) must not leave the job without an outcome
+        body = callback.body_for(envelope, _now(), _now(), attempt, error=(
+            f"the service gave up after {attempt} delivery attempts (the worker did not finish the "
+            "earlier ones)"))
+        log.error("giving up after repeated deliveries", extra={"fields": {**fields, "stage": "worker"}})
+        _send(target, body, envelope.job_id, attempt, fields, compress=False)
+        return body
     try:
         return _simulate_and_report(envelope, target, attempt, fields, settings)
     except callback.CallbackUndelivered:

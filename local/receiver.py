@@ -18,6 +18,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
+from urllib.parse import unquote
 
 from shared import signing
 
@@ -74,7 +75,7 @@ class Receiver:
             body = json.loads(raw)
         except ValueError:
             return 400, "not JSON"
-        key = headers.get("Idempotency-Key") or str(body.get("id"))
+        key = unquote(headers.get("Idempotency-Key") or "") or str(body.get("id"))
         with self._cond:
             self.deliveries.append((path, key))
             duplicate = key in self.results

@@ -14,7 +14,7 @@ import json
 import math
 import logging
 from typing import Any, Optional
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -33,7 +33,7 @@ LEGACY_COLUMNS = {
     "current": "Current [A]",
     "dcap": "Discharge capacity [A.h]",
 }
-RETRY_STATUSES = (429, 500, 502, 503, 504)
+RETRY_STATUSES = (408, 425, 429, 500, 502, 503, 504)
 # Printable ASCII except "%" and space: kept as-is in header values; anything else
 # (non-ASCII, control characters) is percent-encoded, so any job id can travel in
 # Idempotency-Key / X-Job-Id (and ids of the legacy pattern are unchanged).
@@ -75,11 +75,18 @@ def _allowed(url: str, allowlist: list[str]) -> bool:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc or parts.username or parts.password:
         return False
+    path = parts.path or "/"
+    # no dot segments, encoded or not, and no backslashes: the path must mean what it says
+    segments = unquote(path).replace("\\", "/").split("/")
+    if any(seg in (".", "..") for seg in segments) or "%2f" in path.lower() or "%5c" in path.lower():
+        return False
     for prefix in allowlist:
         p = urlsplit(prefix)
-        if (parts.scheme, parts.netloc.lower()) == (p.scheme, p.netloc.lower()) and parts.path.startswith(
-            p.path or "/"
-        ):
+        base = p.path or "/"
+        if (parts.scheme, parts.netloc.lower()) != (p.scheme, p.netloc.lower()):
+            continue
+        # the prefix must end at a path-segment boundary: /callbacks admits /callbacks/x, not /callbacksevil
+        if path == base or path.startswith(base if base.endswith("/") else base + "/"):
             return True
     return False
 
@@ -164,17 +171,27 @@ def finite(value: Any) -> Any:
 # --------------------------------------------------------------------------
 BACKOFF_FACTOR_S = 0.5
 BACKOFF_MAX_S = 8.0
+CONNECT_TIMEOUT_S = 5.0
 
 
 def retries_within(budget_s: float) -> int:
-    """How many retries fit in ``budget_s`` with exponential backoff (0.5, 1, 2, 4, 8, 8, ... s)."""
-    n, spent = 0, 0.0
+    """How many retries fit in ``budget_s``, counting each retry's backoff
+    (0.5, 1, 2, 4, 8, 8, ... s) and a connect time-out of its own."""
+    n, spent = 0, CONNECT_TIMEOUT_S
     while True:
-        wait = min(BACKOFF_MAX_S, BACKOFF_FACTOR_S * 2 ** n)
-        if spent + wait > budget_s:
+        cost = min(BACKOFF_MAX_S, BACKOFF_FACTOR_S * 2 ** n) + CONNECT_TIMEOUT_S
+        if spent + cost > budget_s:
             return max(n, 1)
-        spent += wait
+        spent += cost
         n += 1
+
+
+def worst_case_s(settings: Settings) -> float:
+    """Longest a ``deliver`` call can take: every retry at its full backoff and
+    connect time-out, plus two full read time-outs (one read retry)."""
+    n = retries_within(settings.callback_total_budget_s)
+    backoff = sum(min(BACKOFF_MAX_S, BACKOFF_FACTOR_S * 2 ** k) for k in range(n)) * 1.5  # jitter
+    return backoff + (n + 1) * CONNECT_TIMEOUT_S + 2 * settings.callback_timeout_s
 
 
 def _session(settings: Settings) -> requests.Session:
@@ -182,15 +199,18 @@ def _session(settings: Settings) -> requests.Session:
     retry = Retry(
         total=n,
         connect=n,
-        read=min(n, 3),
+        read=1,
         status=n,
+        redirect=0,
         backoff_factor=BACKOFF_FACTOR_S,
         backoff_max=BACKOFF_MAX_S,
         backoff_jitter=0.5,
         status_forcelist=RETRY_STATUSES,
         allowed_methods=frozenset({"POST"}),
         respect_retry_after_header=True,
+        retry_after_max=int(BACKOFF_MAX_S),
         raise_on_status=False,
+        raise_on_redirect=False,
     )
     session = requests.Session()
     adapter = HTTPAdapter(max_retries=retry)
@@ -228,7 +248,10 @@ def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] 
         headers.update(signing.sign(raw, settings.callback_signing_key))
     with _session(settings) as session:
         try:
-            response = session.post(url, data=raw, headers=headers, timeout=settings.callback_timeout_s)
+            # redirects are not followed: an allowlisted host must not bounce the
+            # signed body elsewhere
+            response = session.post(url, data=raw, headers=headers, allow_redirects=False,
+                                    timeout=(CONNECT_TIMEOUT_S, settings.callback_timeout_s))
         except requests.RequestException as exc:
             raise CallbackUndelivered(f"callback to the Job Manager failed: {type(exc).__name__}") from exc
     if 200 <= response.status_code < 300:

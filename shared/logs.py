@@ -25,9 +25,10 @@ class JsonFormatter(logging.Formatter):
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
-        if record.exc_info and record.levelno >= logging.ERROR:
-            # exception type only: no stack traces or internal paths in logs shipped to callers
+        if record.exc_info:
+            # for operators only: replies and callbacks never carry stack traces
             entry["exception"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+            entry["stack_trace"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 

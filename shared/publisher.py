@@ -26,9 +26,8 @@ def _publisher():
 def publish(envelopes: Iterable[Envelope]) -> list[str]:
     """Publish one message per job; wait for every one; return their message ids."""
     settings = get_settings()
+    # encode (and size-check) every message first: a sweep is published whole or not at all
+    encoded = [encode(envelope) for envelope in envelopes]
     client = _publisher()
-    futures = []
-    for envelope in envelopes:
-        data, attributes = encode(envelope)
-        futures.append(client.publish(settings.topic_path, data, **attributes))
+    futures = [client.publish(settings.topic_path, data, **attributes) for data, attributes in encoded]
     return [f.result(timeout=settings.publish_timeout_s) for f in futures]

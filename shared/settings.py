@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     native_callback_path: str = "/simulationResult"
     callback_url_allowlist: str = ""  # comma-separated URL prefixes a job may name
     callback_signing_key: str = ""  # HMAC-SHA256 key; empty = unsigned callbacks
-    callback_timeout_s: float = 30.0
+    callback_timeout_s: float = 20.0
     callback_total_budget_s: float = 60.0
     callback_gzip_min_bytes: int = 64 * 1024
 
@@ -36,11 +36,15 @@ class Settings(BaseSettings):
     max_request_bytes: int = 256 * 1024
 
     # Worker limits
-    job_time_budget_s: float = 450.0  # + callback budget (60 s) stays below the worker's 540 s timeout
+    job_time_budget_s: float = 400.0  # + the callback's worst case (~100 s) stays below the worker's 540 s timeout
 
     # Drive cycles: the project's folder first, then extra folders (os.pathsep separated)
     drive_cycles_dir: Path = REPO_ROOT / "drive_cycles"
     drive_cycle_path: str = ""
+
+    # After this many Pub/Sub deliveries a job is reported failed instead of retried
+    # (the subscription dead-letters after 5).
+    max_delivery_attempts: int = 5
 
     # Model cache in a warm instance
     model_cache_entries: int = 8

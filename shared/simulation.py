@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import pybamm  # noqa: E402
 
 from shared import drive_cycles  # noqa: E402
-from shared.schema import ConstantCurrent, DriveCycle, Experiment, Job  # noqa: E402
+from shared.schema import LIMITS, ConstantCurrent, DriveCycle, Experiment, Job  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -304,6 +304,10 @@ def _plan(job: Job) -> _Plan:
     if isinstance(protocol, ConstantCurrent):
         capacity = inputs.get("Nominal cell capacity [A.h]", static.defaults.get("Nominal cell capacity [A.h]"))
         current = protocol.current_A if protocol.current_A is not None else protocol.c_rate * capacity
+        if abs(current) > LIMITS["max_current_A"]:
+            raise SimulationError(
+                f"protocol.c_rate: {protocol.c_rate}C of {capacity} A.h is {abs(current):g} A; "
+                f"the limit is {LIMITS['max_current_A']:g} A")
         if protocol.duration_s is not None:
             requested_end = float(protocol.duration_s)
         else:  # until a cut-off: allow 1.5x the time a full charge would take
@@ -532,9 +536,15 @@ def _result(job: Job, plan: _Plan, solution) -> dict[str, Any]:
     end_time = float(t[-1])
 
     if plan.experiment is None:
-        completed = termination == "final time"
-        if not completed and job.protocol.type == "constant_current" and job.protocol.duration_s is None:
+        until_cut_off = job.protocol.type == "constant_current" and job.protocol.duration_s is None
+        if until_cut_off:
+            # complete only if a voltage cut-off ended it, not the service's time cap
             completed = termination.startswith("event:") and "voltage" in termination.lower()
+            if termination == "final time":
+                plan.notes.append(
+                    f"stopped at the service's time cap ({plan.requested_end_s:g} s) before any cut-off")
+        else:
+            completed = termination == "final time"
     else:
         # an experiment is complete when every step of every cycle ran; a step that
         # ends on its own condition ("until 4.1 V") ends with an "[experiment]" event
@@ -553,15 +563,34 @@ def _result(job: Job, plan: _Plan, solution) -> dict[str, Any]:
         idx = np.unique(np.linspace(0, len(t) - 1, job.outputs.max_points).round().astype(int))
     columns = {name: columns_all[name][idx].tolist() for name in job.outputs.variables}
 
-    energy_wh = float(np.trapezoid(v * i, t) / 3600.0) if len(t) > 1 else 0.0
+    # discharged and charged separately (on the output grid), and the net change
+    dq = np.diff(q)
+    power = v * i
+    discharge_wh = float(np.trapezoid(np.clip(power, 0, None), t) / 3600.0) if len(t) > 1 else 0.0
+    charge_wh = float(np.trapezoid(np.clip(-power, 0, None), t) / 3600.0) if len(t) > 1 else 0.0
+    cut_offs = _cut_offs(plan)
+    violations = []
+    if cut_offs is not None:
+        lower, upper = cut_offs
+        if v.min() < lower - 1e-3:
+            violations.append(f"voltage fell to {v.min():.4f} V, below the {lower:g} V cut-off")
+        if v.max() > upper + 1e-3:
+            violations.append(f"voltage rose to {v.max():.4f} V, above the {upper:g} V cut-off")
+    if violations and plan.experiment is not None:
+        plan.notes.append("; ".join(violations) + " (PyBaMM relaxes cut-off events by 1 V inside experiment "
+                          "steps: end steps with 'until ... V')")
     final_soc = None
     if plan.esoh is not None:
         x0, x100 = plan.esoh
         x_end = float(_values(solution, "Average negative particle stoichiometry")[-1])
         final_soc = round((x_end - x0) / (x100 - x0), 6)
     summary = {
-        "Discharged capacity [A.h]": float(q[-1] - q[0]),
-        "Discharged energy [W.h]": energy_wh,
+        "Discharged capacity [A.h]": float(dq[dq > 0].sum()),
+        "Charged capacity [A.h]": float(-dq[dq < 0].sum()),
+        "Net discharged capacity [A.h]": float(q[-1] - q[0]),
+        "Discharged energy [W.h]": discharge_wh,
+        "Charged energy [W.h]": charge_wh,
+        "Within voltage cut-offs": not violations,
         "Minimum voltage [V]": float(v.min()),
         "Maximum voltage [V]": float(v.max()),
         "Maximum cell temperature [degC]": float(temp.max() - 273.15),
@@ -576,13 +605,27 @@ def _result(job: Job, plan: _Plan, solution) -> dict[str, Any]:
         "stoppedEarly": not bool(completed),
         "endTime": end_time,
         "summary": summary,
-        "notes": plan.notes,
+        "notes": list(plan.notes),
     }
     if not job.outputs.summary_only:
         result["columns"] = columns
     if plan.experiment is not None:
         result["cycles"] = _cycle_summaries(solution)
     return result
+
+
+def _cut_offs(plan: _Plan) -> Optional[tuple[float, float]]:
+    lower, upper = "Lower voltage cut-off [V]", "Upper voltage cut-off [V]"
+    values = {}
+    for name in (lower, upper):
+        if name in plan.inputs:
+            values[name] = plan.inputs[name]
+        else:
+            v = plan.parameter_values[name] if name in plan.parameter_values.keys() else None
+            if not _is_number(v):
+                return None
+            values[name] = float(v)
+    return values[lower], values[upper]
 
 
 def _cycle_summaries(solution) -> list[dict[str, Any]]:

@@ -89,7 +89,12 @@ class SolverProcess:
             if self._proc is None or not self._proc.is_alive():
                 self._stop()
                 self._start()
-            self._conn.send(job)
+            try:
+                self._conn.send(job)
+            except (BrokenPipeError, OSError):  # the child died between jobs: one fresh start
+                self._stop()
+                self._start()
+                self._conn.send(job)
             try:
                 ready = self._conn.poll(timeout_s)
                 if not ready:

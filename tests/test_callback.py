@@ -103,3 +103,68 @@ def test_non_finite_numbers_become_null_instead_of_breaking_delivery():
                                         "columns": {"Voltage [V]": [4.0, float("inf")]}}, "j5")
         assert r.results["j5"]["summary"]["Final state of charge"] is None
         assert r.results["j5"]["columns"]["Voltage [V]"] == [4.0, None]
+
+
+@pytest.mark.parametrize("url", [
+    "https://jm.example.com/hooks/../admin/x",
+    "https://jm.example.com/hooks/%2e%2e/admin",
+    "https://jm.example.com/hooks/..%2fadmin",
+    "https://jm.example.com/hooksevil",
+])
+def test_allowlist_cannot_be_escaped_with_dot_segments_or_prefix_tricks(url):
+    s = Settings(callback_url_allowlist="https://jm.example.com/hooks")
+    with pytest.raises(callback.CallbackNotAllowed):
+        callback.resolve_target("native", url, s)
+    assert callback.resolve_target("native", "https://jm.example.com/hooks/job-1", s)
+
+
+def test_redirects_are_not_followed():
+    """A 307 from the receiver is a permanent answer, not a new target for the signed body."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    import threading
+
+    hits = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            hits.append(self.path)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(307)
+            self.send_header("Location", "/elsewhere")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(callback.CallbackRejected):
+            callback.deliver(f"http://127.0.0.1:{server.server_address[1]}/cb", {"id": "j6"}, "j6")
+        assert hits == ["/cb"]
+    finally:
+        server.shutdown()
+
+
+def test_job_budget_plus_worst_case_callback_fits_the_worker_timeout():
+    s = Settings()
+    assert s.job_time_budget_s + callback.worst_case_s(s) < 540
+
+
+def test_a_job_on_its_last_delivery_attempt_is_reported_failed_not_retried(monkeypatch):
+    from functions import worker
+    from shared import messages
+    from shared.settings import get_settings
+    from tests.test_messages import push_body
+
+    with Receiver() as r:
+        monkeypatch.setenv("JOB_MANAGER_URL", r.url)
+        get_settings.cache_clear()
+        try:
+            data, attributes = messages.encode(envelope())
+            event = {**push_body(data, attributes), "deliveryAttempt": 5}
+            body = worker.handle(event)
+        finally:
+            get_settings.cache_clear()
+        assert body["status"] == "failed" and "5 delivery attempts" in body["error"]
+        assert r.results["job-1"]["status"] == "failed" and r.paths["job-1"] == "/simulateCell"

@@ -169,3 +169,38 @@ def test_catalog_lists_what_the_checks_accept():
 def test_published_schema_file_is_generated_from_the_code():
     on_disk = json.loads((REPO / "schema" / "job.schema.json").read_text())
     assert on_disk == job_json_schema(), "run `make schema` and commit schema/job.schema.json"
+
+
+def test_a_run_stopped_by_the_service_time_cap_is_not_called_complete():
+    r = simulation.simulate(job(model={"name": "SPM"}, protocol={"type": "constant_current", "current_A": 5.0},
+                                parameters={"Nominal cell capacity [A.h]": 0.5}))
+    assert r["termination"] == "final time"
+    assert r["completed"] is False and r["stoppedEarly"] is True
+    assert any("time cap" in n for n in r["notes"])
+
+
+def test_experiment_summary_separates_discharged_charged_and_net():
+    r = simulation.simulate(job(model={"name": "SPM"}, conditions={"initial_soc": 0.5},
+                                protocol={"type": "experiment", "steps": ["Discharge at 1C for 10 minutes",
+                                                                          "Charge at 1C for 20 minutes"]}))
+    s = r["summary"]
+    assert s["Discharged capacity [A.h]"] == pytest.approx(5.0 / 6, rel=0.02)
+    assert s["Charged capacity [A.h]"] == pytest.approx(5.0 / 3, rel=0.02)
+    assert s["Net discharged capacity [A.h]"] == pytest.approx(-5.0 / 6, rel=0.02)
+    assert s["Discharged energy [W.h]"] > 0 and s["Charged energy [W.h]"] > s["Discharged energy [W.h]"]
+
+
+def test_experiment_voltage_past_a_cut_off_is_flagged():
+    """PyBaMM relaxes cut-off events by 1 V inside experiment steps; the result must say so."""
+    r = simulation.simulate(job(model={"name": "SPM"}, conditions={"initial_soc": 0.3},
+                                protocol={"type": "experiment", "steps": ["Discharge at 1C for 1 hour"]}))
+    assert r["summary"]["Minimum voltage [V]"] < 2.5
+    assert r["summary"]["Within voltage cut-offs"] is False
+    assert any("below the 2.5 V cut-off" in n for n in r["notes"])
+
+
+def test_c_rate_current_above_the_limit_fails_with_the_field():
+    with pytest.raises(simulation.SimulationError) as info:
+        simulation.simulate(job(model={"name": "SPM"}, parameters={"Nominal cell capacity [A.h]": 900},
+                                protocol={"type": "constant_current", "c_rate": 10, "duration_s": 60}))
+    assert "protocol.c_rate" in str(info.value)
