@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import time
 import logging
 from typing import Any, Optional
 from urllib.parse import quote, unquote, urlsplit
@@ -174,28 +175,23 @@ BACKOFF_MAX_S = 8.0
 CONNECT_TIMEOUT_S = 5.0
 
 
-def retries_within(budget_s: float) -> int:
-    """How many retries fit in ``budget_s``, counting each retry's backoff
-    (0.5, 1, 2, 4, 8, 8, ... s) and a connect time-out of its own."""
-    n, spent = 0, CONNECT_TIMEOUT_S
-    while True:
-        cost = min(BACKOFF_MAX_S, BACKOFF_FACTOR_S * 2 ** n) + CONNECT_TIMEOUT_S
-        if spent + cost > budget_s:
-            return max(n, 1)
-        spent += cost
-        n += 1
+ROUND_RETRIES = 3  # urllib3 retries within one round (backoff 0.5, 1, 2 s, with jitter)
+ROUND_PAUSE_S = 2.0
+
+
+def _round_worst_s(settings: Settings) -> float:
+    """Longest one round can take: each try's connect time-out, its backoff, two reads."""
+    backoff = sum(min(BACKOFF_MAX_S, BACKOFF_FACTOR_S * 2 ** k) for k in range(ROUND_RETRIES)) * 1.5
+    return (ROUND_RETRIES + 1) * CONNECT_TIMEOUT_S + backoff + 2 * settings.callback_timeout_s
 
 
 def worst_case_s(settings: Settings) -> float:
-    """Longest a ``deliver`` call can take: every retry at its full backoff and
-    connect time-out, plus two full read time-outs (one read retry)."""
-    n = retries_within(settings.callback_total_budget_s)
-    backoff = sum(min(BACKOFF_MAX_S, BACKOFF_FACTOR_S * 2 ** k) for k in range(n)) * 1.5  # jitter
-    return backoff + (n + 1) * CONNECT_TIMEOUT_S + 2 * settings.callback_timeout_s
+    """Longest a ``deliver`` call can take: a new round starts only within the budget."""
+    return settings.callback_total_budget_s + ROUND_PAUSE_S + _round_worst_s(settings)
 
 
 def _session(settings: Settings) -> requests.Session:
-    n = retries_within(settings.callback_total_budget_s)
+    n = ROUND_RETRIES
     retry = Retry(
         total=n,
         connect=n,
@@ -228,10 +224,11 @@ def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] 
             settings: Settings | None = None, compress: bool = False) -> int:
     """POST ``body``; return the 2xx status.
 
-    Connection errors, time-outs, 429 and 5xx are retried by urllib3's ``Retry``
-    with exponential backoff and jitter, as many times as fit in
-    ``callback_total_budget_s``; then ``CallbackUndelivered`` (the invocation fails
-    and Pub/Sub redelivers). Any other 4xx raises ``CallbackRejected`` at once.
+    Connection errors, time-outs, 408/425/429 and 5xx are retried by urllib3's
+    ``Retry`` (exponential backoff with jitter), in rounds until
+    ``callback_total_budget_s`` is spent (``worst_case_s`` bounds the wall time);
+    then ``CallbackUndelivered`` (the invocation fails and Pub/Sub redelivers). Any
+    other 4xx raises ``CallbackRejected`` at once.
     """
     settings = settings or get_settings()
     raw = json.dumps(finite(body), separators=(",", ":"), allow_nan=False).encode()
@@ -246,16 +243,22 @@ def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] 
         headers["Content-Encoding"] = "gzip"
     if settings.callback_signing_key:
         headers.update(signing.sign(raw, settings.callback_signing_key))
+    deadline = time.monotonic() + settings.callback_total_budget_s
     with _session(settings) as session:
-        try:
-            # redirects are not followed: an allowlisted host must not bounce the
-            # signed body elsewhere
-            response = session.post(url, data=raw, headers=headers, allow_redirects=False,
-                                    timeout=(CONNECT_TIMEOUT_S, settings.callback_timeout_s))
-        except requests.RequestException as exc:
-            raise CallbackUndelivered(f"callback to the Job Manager failed: {type(exc).__name__}") from exc
-    if 200 <= response.status_code < 300:
-        return response.status_code
-    if response.status_code in RETRY_STATUSES:
-        raise CallbackUndelivered(f"callback to the Job Manager failed: receiver answered {response.status_code}")
-    raise CallbackRejected(f"receiver answered {response.status_code}")
+        while True:  # rounds of urllib3 retries until the budget is spent
+            try:
+                # redirects are not followed: an allowlisted host must not bounce the
+                # signed body elsewhere
+                response = session.post(url, data=raw, headers=headers, allow_redirects=False,
+                                        timeout=(CONNECT_TIMEOUT_S, settings.callback_timeout_s))
+            except requests.RequestException as exc:
+                last = type(exc).__name__
+            else:
+                if 200 <= response.status_code < 300:
+                    return response.status_code
+                if response.status_code not in RETRY_STATUSES:
+                    raise CallbackRejected(f"receiver answered {response.status_code}")
+                last = f"receiver answered {response.status_code}"
+            if time.monotonic() + ROUND_PAUSE_S >= deadline:
+                raise CallbackUndelivered(f"callback to the Job Manager failed: {last}")
+            time.sleep(ROUND_PAUSE_S)

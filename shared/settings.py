@@ -36,7 +36,7 @@ class Settings(BaseSettings):
     max_request_bytes: int = 256 * 1024
 
     # Worker limits
-    job_time_budget_s: float = 400.0  # + the callback's worst case (~100 s) stays below the worker's 540 s timeout
+    job_time_budget_s: float = 400.0  # + the callback's worst case (~130 s) stays below the worker's 540 s timeout
 
     # Drive cycles: the project's folder first, then extra folders (os.pathsep separated)
     drive_cycles_dir: Path = REPO_ROOT / "drive_cycles"

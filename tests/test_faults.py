@@ -240,18 +240,19 @@ def test_poison_messages_get_one_failed_callback_each_and_no_loop(stack, receive
     # the Idempotency-Key header is the id, percent-encoded where it is not plain ASCII
     keys = {job_id: header_value(job_id) for job_id in messages}
     assert keys[odd_id] != odd_id and keys[f"poison-1-{RUN}"] == f"poison-1-{RUN}"
-    results = receiver.wait_for(keys.values(), timeout_s=60)
-    for job_id, key in keys.items():
-        body = results[key]
+    # the receiver decodes the key back to the id it dedupes on
+    results = receiver.wait_for(keys.keys(), timeout_s=60)
+    for job_id in keys:
+        body = results[job_id]
         assert body["id"] == job_id and body["status"] == "failed" and body["result"] == []
         assert body["error"]
-    assert "not base64 JSON" in results[keys[f"poison-1-{RUN}"]]["error"]
-    assert "invalid" in results[keys[f"poison-2-{RUN}"]]["error"]
+    assert "not base64 JSON" in results[f"poison-1-{RUN}"]["error"]
+    assert "invalid" in results[f"poison-2-{RUN}"]["error"]
 
     time.sleep(5)  # a redelivery loop would post again within ~2 s (minimum backoff)
-    counts = {job_id: len(deliveries_of(receiver, key)) for job_id, key in keys.items()}
+    counts = {job_id: len(deliveries_of(receiver, job_id)) for job_id in keys}
     assert counts == {job_id: 1 for job_id in messages}
-    assert {receiver.paths[k] for k in keys.values()} == {"/simulationResult"}
+    assert {receiver.paths[k] for k in keys} == {"/simulationResult"}
     print(f"\npoison: messages={len(messages)} failed_callbacks={sum(counts.values())} redeliveries=0")
 
 
@@ -284,11 +285,11 @@ def test_native_job_with_a_non_ascii_id_gets_exactly_one_callback(stack, receive
     exact id in the body and the id percent-encoded in Idempotency-Key."""
     job_id = f"ünïcode ☃ {RUN}"
     assert queued(stack, "/jobs", {**FAST_NATIVE, "id": job_id}) == job_id
-    key = header_value(job_id)
-    body = receiver.wait_for([key], timeout_s=60)[key]
+    assert header_value(job_id) != job_id  # percent-encoded on the wire, decoded by the receiver
+    body = receiver.wait_for([job_id], timeout_s=60)[job_id]
     assert body["id"] == job_id and body["status"] == "succeeded"
     time.sleep(3)
-    assert len(deliveries_of(receiver, key)) == 1
+    assert len(deliveries_of(receiver, job_id)) == 1
 
 
 # --------------------------------------------------------------------------
