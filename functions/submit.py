@@ -71,7 +71,8 @@ def _json_body(request) -> dict[str, Any]:
     if length is not None and length > settings.max_request_bytes:
         raise BadRequest([{"field": "body", "error": f"request body is {length} bytes; the limit is "
                            f"{settings.max_request_bytes} bytes"}], status=413)
-    raw = request.get_data(cache=True)
+    # without a Content-Length (chunked), read no more than the limit + 1 byte
+    raw = request.get_data(cache=True) if length is not None else request.stream.read(settings.max_request_bytes + 1)
     if len(raw) > settings.max_request_bytes:
         raise BadRequest([{"field": "body", "error": f"request body exceeds {settings.max_request_bytes} bytes"}],
                          status=413)

@@ -74,6 +74,13 @@ class LegacyRequest(BaseModel):
             return str(v)
         return v
 
+    @field_validator("time", "upperVoltage", "lowerVoltage", "nominalCell", "controlCurrent", mode="before")
+    @classmethod
+    def _not_boolean(cls, v, info):
+        if isinstance(v, bool):
+            raise ValueError(f"{info.field_name} must be a number, not true/false")
+        return v
+
     @field_validator("time", "upperVoltage", "lowerVoltage", "nominalCell", "controlCurrent")
     @classmethod
     def _finite_numbers(cls, v, info):

@@ -46,6 +46,7 @@ def test_absent_or_null_fields_take_the_original_defaults(body):
         ({"controlCurrent": 1e6}, "controlCurrent"),
         ({"time": -1}, "time"),
         ({"time": "an hour"}, "time"),
+        ({"time": True}, "time"),
     ],
 )
 def test_out_of_range_fields_are_named(change, field):
