@@ -17,14 +17,12 @@ MAX_MESSAGE_BYTES = 256 * 1024
 
 
 class PoisonMessage(Exception):
-    """A message the worker cannot turn into a job. ``job_id``/``callback_url`` if known."""
+    """A message the worker cannot turn into a job; ``job_id`` and ``kind`` if known."""
 
-    def __init__(self, reason: str, job_id: Optional[str] = None, callback_url: Optional[str] = None,
-                 kind: Optional[str] = None):
+    def __init__(self, reason: str, job_id: Optional[str] = None, kind: Optional[str] = None):
         super().__init__(reason)
         self.reason = reason
         self.job_id = job_id
-        self.callback_url = callback_url
         self.kind = kind
 
 

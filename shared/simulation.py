@@ -176,11 +176,6 @@ def _base(job: Job) -> tuple[str, Any]:
     return name, _BASE_SETS[name]
 
 
-def base_parameter_values(job: Job):
-    """A fresh copy of the job's parameter set (named or BPX)."""
-    return _base(job)[1].copy()
-
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float, np.floating)) and not isinstance(v, bool)
 
