@@ -31,8 +31,8 @@ def summary_line(label: str, body: dict) -> str:
     t, v = cols.get("Time [s]", []), cols.get("Voltage [V]", [])
     q = cols.get("Discharge capacity [A.h]", [])
     if body.get("status") != "succeeded":
-        return f"{label:12s} FAILED: {body.get('error')}"
-    return (f"{label:12s} {len(t):4d} points  {t[-1]:7.1f} s  final {v[-1]:.3f} V  "
+        return f"{label:18s} FAILED: {body.get('error')}"
+    return (f"{label:18s} {len(t):4d} points  {t[-1]:7.1f} s  final {v[-1]:.3f} V  "
             f"discharged {q[-1] - q[0]:.3f} A.h  termination: {body['termination']}"
             f"{'' if body.get('completed') else '  (stopped early)'}")
 
