@@ -52,29 +52,29 @@ def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
         log.error("callback URL refused; reporting to the Job Manager instead",
                   extra={"fields": {**fields, "stage": "route"}})
         target = callback.resolve_target(envelope.kind, None, settings)
-        body = callback.body_for(envelope, _now(), _now(), attempt, error=str(exc))
-        _send(target, body, envelope.job_id, attempt, fields, compress=False)
-        return body
+        return _fail(envelope, target, attempt, fields, str(exc))
 
     if attempt is not None and attempt >= settings.max_delivery_attempts:
         # the last delivery before the dead-letter topic: whatever killed the earlier
         # attempts (a crash, an out-of-memory kill) must not leave the job without an outcome
-        body = callback.body_for(envelope, _now(), _now(), attempt, error=(
+        log.error("giving up after repeated deliveries", extra={"fields": {**fields, "stage": "worker"}})
+        return _fail(envelope, target, attempt, fields, (
             f"the service gave up after {attempt} delivery attempts (the worker did not finish the "
             "earlier ones)"))
-        log.error("giving up after repeated deliveries", extra={"fields": {**fields, "stage": "worker"}})
-        _send(target, body, envelope.job_id, attempt, fields, compress=False)
-        return body
     try:
         return _simulate_and_report(envelope, target, attempt, fields, settings)
     except callback.CallbackUndelivered:
         raise  # Pub/Sub redelivers
     except Exception as exc:  # noqa: BLE001 - a bug must still end in one outcome
         log.exception("worker error", extra={"fields": {**fields, "stage": "worker"}})
-        body = callback.body_for(envelope, _now(), _now(), attempt,
-                                 error=f"internal service error ({type(exc).__name__})")
-        _send(target, body, envelope.job_id, attempt, fields, compress=False)
-        return body
+        return _fail(envelope, target, attempt, fields, f"internal service error ({type(exc).__name__})")
+
+
+def _fail(envelope, target: str, attempt, fields, error: str) -> dict[str, Any]:
+    """Report a job that will not be simulated as ``failed``; return the body sent."""
+    body = callback.body_for(envelope, _now(), _now(), attempt, error=error)
+    _send(target, body, envelope.job_id, attempt, fields, compress=False)
+    return body
 
 
 def _simulate_and_report(envelope, target: str, attempt, fields, settings) -> dict[str, Any]:

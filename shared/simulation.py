@@ -328,6 +328,7 @@ def _plan(job: Job) -> _Plan:
 def _make_static(key: str, job: Job, base, baked: dict[str, Any], input_names: list[str]) -> _Static:
     protocol = job.protocol
     numeric = base.copy()
+    baked = dict(baked)
     soc = baked.pop("initial state of charge", None)
     numeric.update(baked)
     defaults = {n: float(numeric[n]) for n in input_names}
@@ -405,17 +406,25 @@ def _build(job: Job, plan: _Plan, threads: int = 1) -> _Entry:
     return _Entry(sim=sim, input_names=plan.input_names, built_s=time.perf_counter() - t0)
 
 
+def _entry(job: Job, plan: _Plan, threads: int = 1) -> tuple[_Entry, str]:
+    """The cached built simulation for this plan (built on a miss), and "hit"/"miss"."""
+    key = plan.key + (f":batch{threads}" if threads > 1 else "") + (":compiled" if COMPILE else "")
+    entry = CACHE.get(key)
+    if entry is not None:
+        state = "hit"
+    else:
+        state = "miss"
+        entry = _build(job, plan, threads=threads)
+        CACHE.put(key, entry)
+    entry.uses += 1
+    return entry, state
+
+
 def simulate(job: Job) -> dict[str, Any]:
     """Run one job; return a JSON-ready result. Raises ``SimulationError``."""
     t_start = time.perf_counter()
     plan = _plan(job)
-    key = plan.key + (":compiled" if COMPILE else "")
-    entry = CACHE.get(key)
-    cache_state = "hit" if entry is not None else "miss"
-    if entry is None:
-        entry = _build(job, plan)
-        CACHE.put(key, entry)
-    entry.uses += 1
+    entry, cache_state = _entry(job, plan)
     log.info(
         "model cache %s key=%s entries=%d hits=%d misses=%d rss_mb=%.0f",
         cache_state, plan.key[:12], len(CACHE), CACHE.hits, CACHE.misses, rss_mb(),
@@ -476,12 +485,7 @@ def simulate_batch(jobs: list[Job], threads: int = 2) -> list[Any]:
         groups.setdefault(grid, []).append((k, plan))
     for members in groups.values():
         first_k, first = members[0]
-        key = f"{first.key}:batch{threads}" + (":compiled" if COMPILE else "")
-        entry = CACHE.get(key)
-        cache_state = "hit" if entry is not None else "miss"
-        if entry is None:
-            entry = _build(jobs[first_k], first, threads=threads)
-            CACHE.put(key, entry)
+        entry, cache_state = _entry(jobs[first_k], first, threads=threads)
         t0 = time.perf_counter()
         try:
             solutions = entry.sim.solve(first.t_eval, inputs=[p.inputs for _, p in members],
@@ -558,11 +562,6 @@ def _result(job: Job, plan: _Plan, solution) -> dict[str, Any]:
         idx = np.unique(np.linspace(0, len(t) - 1, job.outputs.max_points).round().astype(int))
     columns = {name: columns_all[name][idx].tolist() for name in job.outputs.variables}
 
-    # discharged and charged separately (on the output grid), and the net change
-    dq = np.diff(q)
-    power = v * i
-    discharge_wh = float(np.trapezoid(np.clip(power, 0, None), t) / 3600.0) if len(t) > 1 else 0.0
-    charge_wh = float(np.trapezoid(np.clip(-power, 0, None), t) / 3600.0) if len(t) > 1 else 0.0
     cut_offs = _cut_offs(plan)
     violations = []
     if cut_offs is not None:
@@ -580,11 +579,8 @@ def _result(job: Job, plan: _Plan, solution) -> dict[str, Any]:
         x_end = float(_values(solution, "Average negative particle stoichiometry")[-1])
         final_soc = round((x_end - x0) / (x100 - x0), 6)
     summary = {
-        "Discharged capacity [A.h]": float(dq[dq > 0].sum()),
-        "Charged capacity [A.h]": float(-dq[dq < 0].sum()),
+        **_throughput(t, v, i, q),
         "Net discharged capacity [A.h]": float(q[-1] - q[0]),
-        "Discharged energy [W.h]": discharge_wh,
-        "Charged energy [W.h]": charge_wh,
         "Within voltage cut-offs": not violations,
         "Minimum voltage [V]": float(v.min()),
         "Maximum voltage [V]": float(v.max()),
@@ -600,7 +596,7 @@ def _result(job: Job, plan: _Plan, solution) -> dict[str, Any]:
         "stoppedEarly": not bool(completed),
         "endTime": end_time,
         "summary": summary,
-        "notes": list(plan.notes),
+        "notes": plan.notes,
     }
     if not job.outputs.summary_only:
         result["columns"] = columns
@@ -632,17 +628,27 @@ def _cycle_summaries(solution) -> list[dict[str, Any]]:
         cv = cycle["Voltage [V]"].entries
         ci = cycle["Current [A]"].entries
         cq = cycle["Discharge capacity [A.h]"].entries
-        dq = np.diff(cq)
         out.append(
             {
                 "cycle": n,
                 "Start time [s]": float(ct[0]),
                 "End time [s]": float(ct[-1]),
-                "Discharged capacity [A.h]": float(dq[dq > 0].sum()),
-                "Charged capacity [A.h]": float(-dq[dq < 0].sum()),
-                "Discharged energy [W.h]": float(np.trapezoid(np.clip(cv * ci, 0, None), ct) / 3600.0),
+                **_throughput(ct, cv, ci, cq),
                 "Minimum voltage [V]": float(cv.min()),
                 "Maximum voltage [V]": float(cv.max()),
             }
         )
     return out
+
+
+def _throughput(t, v, i, q) -> dict[str, float]:
+    """Charge and energy moved each way, on the sampled grid (discharge = positive current)."""
+    dq = np.diff(q)
+    power = v * i
+    energy = (lambda p: float(np.trapezoid(p, t) / 3600.0)) if len(t) > 1 else (lambda p: 0.0)
+    return {
+        "Discharged capacity [A.h]": float(dq[dq > 0].sum()),
+        "Charged capacity [A.h]": float(-dq[dq < 0].sum()),
+        "Discharged energy [W.h]": energy(np.clip(power, 0, None)),
+        "Charged energy [W.h]": energy(np.clip(-power, 0, None)),
+    }

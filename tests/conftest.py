@@ -37,3 +37,33 @@ def stack(receiver):
 
     with Stack.on_free_ports(job_manager_url=receiver.url) as s:
         yield s
+
+
+def audit_subscription(stack) -> str:
+    """A pull subscription on the job topic, to see what gets published from now on."""
+    import time
+
+    from google.cloud import pubsub_v1
+
+    os.environ["PUBSUB_EMULATOR_HOST"] = stack.emulator_host
+    sub = pubsub_v1.SubscriberClient()
+    name = sub.subscription_path(stack.project, f"audit-{time.monotonic_ns()}")
+    sub.create_subscription(request={"name": name, "topic": f"projects/{stack.project}/topics/{stack.topic}"})
+    sub.close()
+    return name
+
+
+def pulled_job_ids(stack, name: str) -> list[str]:
+    """Job ids of the messages published since the audit subscription was made."""
+    from google.api_core.exceptions import DeadlineExceeded
+    from google.cloud import pubsub_v1
+
+    os.environ["PUBSUB_EMULATOR_HOST"] = stack.emulator_host
+    sub = pubsub_v1.SubscriberClient()
+    try:
+        response = sub.pull(request={"subscription": name, "max_messages": 100}, timeout=5)
+        return [m.message.attributes.get("jobId", "") for m in response.received_messages]
+    except DeadlineExceeded:
+        return []
+    finally:
+        sub.close()

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from google.api_core.exceptions import DeadlineExceeded
 from google.cloud import pubsub_v1
 
 from local.receiver import Receiver
 from local.stack import Stack
 from shared.callback import header_value
+from tests.conftest import audit_subscription, pulled_job_ids
 
 pytestmark = pytest.mark.slow
 
@@ -266,7 +266,7 @@ def test_callback_url_outside_the_allowlist_is_400_and_nothing_is_published(stac
     """A native job naming its own callback URL, with no allowlist configured, is
     refused with one 400 error naming callback_url; no message is published and no
     callback is made."""
-    audit = _audit_subscription(stack)
+    audit = audit_subscription(stack)
     job_id = f"evil-{RUN}"
     reply = submit(stack, "/jobs", {**FAST_NATIVE, "id": job_id, "callback_url": "http://127.0.0.1:1/evil"})
     assert reply.status_code == 400, reply.text
@@ -275,8 +275,10 @@ def test_callback_url_outside_the_allowlist_is_400_and_nothing_is_published(stac
     assert [e["field"] for e in errors] == ["callback_url"]
     assert "allowlist" in errors[0]["error"]
     time.sleep(2)
-    assert _pulled_job_ids(stack, audit) == []
     assert deliveries_of(receiver, job_id) == []
+    # positive control: without the callback_url the same job is accepted and seen
+    assert queued(stack, "/jobs", {**FAST_NATIVE, "id": f"{job_id}-control"}) == f"{job_id}-control"
+    assert pulled_job_ids(stack, audit) == [f"{job_id}-control"]
 
 
 # --------------------------------------------------------------------------
@@ -354,23 +356,3 @@ def test_signed_callbacks_verify_at_the_receiver(signed_stack):
 
 
 # --------------------------------------------------------------------------
-def _audit_subscription(stack: Stack) -> str:
-    """A pull subscription on the job topic, to see what gets published from now on."""
-    os.environ["PUBSUB_EMULATOR_HOST"] = stack.emulator_host
-    sub = pubsub_v1.SubscriberClient()
-    name = sub.subscription_path(stack.project, f"audit-{time.monotonic_ns()}")
-    sub.create_subscription(request={"name": name, "topic": f"projects/{stack.project}/topics/{stack.topic}"})
-    sub.close()
-    return name
-
-
-def _pulled_job_ids(stack: Stack, name: str) -> list[str]:
-    os.environ["PUBSUB_EMULATOR_HOST"] = stack.emulator_host
-    sub = pubsub_v1.SubscriberClient()
-    try:
-        response = sub.pull(request={"subscription": name, "max_messages": 100}, timeout=5)
-        return [m.message.attributes.get("jobId", "") for m in response.received_messages]
-    except DeadlineExceeded:
-        return []
-    finally:
-        sub.close()
