@@ -106,3 +106,35 @@ def test_caller_supplied_id_is_kept(stack, receiver):
     reply = submit(stack, "/cell/simulate", {**JAVA_CELL, "id": "jm-1234", "time": 0.1})
     assert reply.json()["jobId"] == "jm-1234"
     assert receiver.wait_for(["jm-1234"], timeout_s=60)["jm-1234"]["status"] == "succeeded"
+
+
+def test_native_job_round_trip_with_columnar_result(stack, receiver):
+    body = {"model": {"name": "SPMe", "options": {"thermal": "lumped"}}, "parameter_set": "Chen2020",
+            "protocol": {"type": "experiment", "steps": ["Discharge at 1C until 3.2 V", "Rest for 5 minutes"]},
+            "conditions": {"ambient_temperature_C": 10, "initial_soc": 1.0},
+            "outputs": {"variables": ["Time [s]", "Voltage [V]", "Volume-averaged cell temperature [K]"]}}
+    reply = submit(stack, "/jobs", body)
+    assert reply.status_code == 202, reply.text
+    job_id = reply.json()["jobId"]
+    result = receiver.wait_for([job_id], timeout_s=120)[job_id]
+    assert receiver.paths[job_id] == "/simulationResult"
+    assert result["status"] == "succeeded" and result["completed"] is True
+    assert set(result["columns"]) == {"Time [s]", "Voltage [V]", "Volume-averaged cell temperature [K]"}
+    assert result["cycles"][0]["Minimum voltage [V]"] >= 3.2 - 1e-3
+    assert result["summary"]["Maximum cell temperature [degC]"] > 10
+
+
+def test_native_validation_names_fields_before_publishing(stack):
+    reply = submit(stack, "/jobs", {"protocol": {"type": "constant_current", "c_rate": 1},
+                                    "parameters": {"Colour [RGB]": 1},
+                                    "outputs": {"variables": ["Flux [GW]"]}})
+    assert reply.status_code == 400
+    fields = {e["field"] for e in reply.json()["errors"]}
+    assert {"parameters.Colour [RGB]", "outputs.variables"} <= fields
+
+
+def test_catalog_and_schema_are_served(stack):
+    catalog = requests.get(stack.submit_url + "/catalog", timeout=60).json()
+    assert "DFN" in catalog["models"] and "US06" in catalog["drive_cycles"]["installed"]
+    schema = requests.get(stack.submit_url + "/schema", timeout=30).json()
+    assert schema["title"] == "Battery simulation job" and "protocol" in schema["properties"]
