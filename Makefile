@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYBAMM_DISABLE_TELEMETRY := true
 
-.PHONY: venv dev demo test bench schema clean
+.PHONY: venv dev demo test bench aot schema clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,14 @@ demo: venv  ## one cell job and one drive-cycle job end to end, summary + plot
 test: venv  ## unit and integration tests (starts its own emulator and functions)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: venv  ## benchmark: original per-request path vs this service
+bench: aot  ## benchmark: original per-request path vs this service
 	$(PY) -m bench.run
+
+aot: venv  ## precompile the standard configurations' solver functions into aot/ (gcc, ~1 min)
+	DRIVE_CYCLE_PATH=$(abspath ../shared/data/drive_cycles) $(PY) -m shared.precompiled
 
 schema: venv  ## regenerate schema/job.schema.json from the pydantic models
 	$(PY) -m shared.schema > schema/job.schema.json
 
 clean:
-	rm -rf $(VENV) .stack out .pytest_cache
+	rm -rf $(VENV) .stack out .pytest_cache aot
