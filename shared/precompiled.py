@@ -151,7 +151,7 @@ def check(out=sys.stdout) -> int:
     print(f"{path}: built for {manifest.get('versions')}; this install {_versions()}: "
           f"{'fits' if fits else 'does NOT fit (ignored)'}", file=out)
     for key, labels in manifest.get("configurations", {}).items():
-        print(f"  {key[:12]}  {'; '.join(labels)}", file=out)
+        print(f"  {key[:12]}  {'; '.join([labels] if isinstance(labels, str) else labels)}", file=out)
     return 0 if fits else 1
 
 
