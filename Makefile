@@ -27,8 +27,11 @@ test: venv  ## unit and integration tests (starts its own emulator and functions
 bench: aot  ## benchmark: original per-request path vs this service
 	$(PY) -m bench.run
 
-aot: venv  ## precompile the standard configurations' solver functions into aot/ (gcc, ~1 min)
-	DRIVE_CYCLE_PATH=$(abspath ../shared/data/drive_cycles) $(PY) -m shared.precompiled
+aot: aot/manifest.json  ## precompile the standard configurations' solver functions (gcc, ~1 min)
+
+# rebuilt when the simulation core, this build or the pinned packages change
+aot/manifest.json: $(VENV)/.installed shared/simulation.py shared/precompiled.py shared/schema.py requirements.txt
+	DRIVE_CYCLE_PATH="$(DRIVE_CYCLE_PATH):$(abspath ../shared/data/drive_cycles)" $(PY) -m shared.precompiled
 
 schema: venv  ## regenerate schema/job.schema.json from the pydantic models
 	$(PY) -m shared.schema > schema/job.schema.json

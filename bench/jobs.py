@@ -26,6 +26,8 @@ def setup_env() -> None:
     """Environment every bench process (and the stack it starts) runs with."""
     os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
     os.environ["PYBAMM_DISABLE_TELEMETRY"] = "true"
+    # room for every job compiled and interpreted plus the batch entries: no eviction mid-run
+    os.environ.setdefault("MODEL_CACHE_ENTRIES", "16")
     if KIT_DRIVE_CYCLES.is_dir() and str(KIT_DRIVE_CYCLES) not in os.environ.get("DRIVE_CYCLE_PATH", ""):
         os.environ["DRIVE_CYCLE_PATH"] = os.pathsep.join(
             p for p in (os.environ.get("DRIVE_CYCLE_PATH", ""), str(KIT_DRIVE_CYCLES)) if p)

@@ -400,8 +400,7 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
         m = inproc[name]["ratio_original_over_warm"] if inproc else None
         add(f"speed-up original/warm, {name}", f">= {target:g}x", m, "x", None if m is None else m >= target)
         m = inproc[name]["ratio_original_over_interpreted"] if inproc else None
-        add(f"  (for comparison) interpreted, SOLVER_COMPILE=never, {name}", f">= {target:g}x", m, "x",
-            None if m is None else m >= target)
+        add(f"  for comparison: interpreted (SOLVER_COMPILE=never), {name}", "-", m, "x", None)
     for name in JOB_NAMES:
         for key, what in (("dv_service_vs_original_V", "service vs original"),
                           ("dv_service_vs_reference_V", "service vs 1e-9 reference")):

@@ -37,11 +37,13 @@ log = logging.getLogger(__name__)
 # Solver tolerances: at least as tight as the original service's Casadi solver.
 ATOL = 1e-6
 RTOL = 1e-6
-# IDAKLU settings, measured with bench/ against a 1e-9 reference:
+# IDAKLU settings for constant-current and drive-cycle jobs, measured with bench/
+# against a 1e-9 reference:
 # * suppress_algebraic_error: IDA's local error test covers the differential states
 #   (concentrations, temperature); the algebraic ones (potentials) are still solved
 #   to the Newton tolerance at every step. US06 then needs 42 % fewer steps and its
-#   max |dV| against the reference drops from 0.022 to 0.002 mV.
+#   max |dV| against the reference drops from 0.022 to 0.002 mV. Experiments keep
+#   the full error test: in a constant-voltage step the current is algebraic.
 SOLVER_OPTIONS = {"suppress_algebraic_error": True}
 # * dt_init (drive cycles): IDA restarts at every knot of the profile; its first
 #   trial step is then a tenth of the shortest knot interval (at most 0.1 s) rather
@@ -89,6 +91,7 @@ class _Entry:
     input_names: tuple[str, ...]
     built_s: float
     compiled: bool = False
+    compiled_checked: bool = False
     uses: int = 0
 
 
@@ -154,6 +157,7 @@ def rss_mb() -> float:
         return 0.0
 
 
+precompiled.install()  # PyBaMM loads precompiled libraries, and compiles only when asked
 CACHE = ModelCache(int(os.environ.get("MODEL_CACHE_ENTRIES", "8")))
 CACHE_MAX_RSS_MB = float(os.environ.get("MODEL_CACHE_MAX_RSS_MB", "1200"))
 
@@ -390,10 +394,12 @@ def _grid(end_s: float, period_s: Optional[float], max_points: int) -> np.ndarra
 
 
 def _solver_options(plan: _Plan, threads: int, compiled: bool) -> dict[str, Any]:
+    if plan.experiment is not None:
+        return {}
     options: dict[str, Any] = dict(SOLVER_OPTIONS, compile=compiled)
     if threads > 1:
         options.update(num_threads=threads, num_solvers=threads)
-    if plan.experiment is None and plan.t_eval is not None and len(plan.t_eval) > 2:  # a drive cycle
+    if plan.t_eval is not None and len(plan.t_eval) > 2:  # a drive cycle
         shortest = float(np.min(np.diff(plan.t_eval)))
         options["dt_init"] = min(DRIVE_CYCLE_FIRST_STEP_S, shortest / 10.0)
     return options
@@ -421,9 +427,12 @@ def _build(job: Job, plan: _Plan, threads: int, compiled: bool) -> _Entry:
     return _Entry(sim=sim, input_names=plan.input_names, built_s=time.perf_counter() - t0, compiled=compiled)
 
 
-def _entry(job: Job, plan: _Plan, threads: int = 1) -> tuple[_Entry, str]:
-    """The cached built simulation for this plan (built on a miss), and "hit"/"miss"."""
-    compiled = plan.experiment is None and precompiled.use_compiled(plan.key)
+def _entry(job: Job, plan: _Plan, threads: int = 1, compiled: Optional[bool] = None) -> tuple[_Entry, str]:
+    """The cached built simulation for this plan (built on a miss), and "hit"/"miss".
+    ``compiled``: ask for compiled solver functions (None: as ``shared.precompiled`` says)."""
+    if compiled is None:
+        compiled = precompiled.use_compiled(plan.key)
+    compiled = compiled and plan.experiment is None
     key = plan.key + (f":batch{threads}" if threads > 1 else "") + (":compiled" if compiled else "")
     entry = CACHE.get(key)
     if entry is not None:
@@ -436,16 +445,25 @@ def _entry(job: Job, plan: _Plan, threads: int = 1) -> tuple[_Entry, str]:
     return entry, state
 
 
+def _settle_compiled(entry: _Entry) -> None:
+    """After the first solve: whether the functions really are compiled (a missing
+    precompiled library leaves them interpreted)."""
+    if entry.compiled and not entry.compiled_checked:
+        entry.compiled = precompiled.is_compiled(entry.sim)
+        entry.compiled_checked = True
+
+
 def plan_key(job: Job) -> str:
     """The configuration a job belongs to (jobs with one key share a built model)."""
     return _plan(job).key
 
 
-def simulate(job: Job) -> dict[str, Any]:
-    """Run one job; return a JSON-ready result. Raises ``SimulationError``."""
+def simulate(job: Job, compiled: Optional[bool] = None) -> dict[str, Any]:
+    """Run one job; return a JSON-ready result. Raises ``SimulationError``.
+    ``compiled`` overrides ``SOLVER_COMPILE`` (the precompile build uses it)."""
     t_start = time.perf_counter()
     plan = _plan(job)
-    entry, cache_state = _entry(job, plan)
+    entry, cache_state = _entry(job, plan, compiled=compiled)
     log.info(
         "model cache %s key=%s compiled=%s entries=%d hits=%d misses=%d rss_mb=%.0f",
         cache_state, plan.key[:12], entry.compiled, len(CACHE), CACHE.hits, CACHE.misses, rss_mb(),
@@ -469,6 +487,7 @@ def simulate(job: Job) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
         raise SimulationError(f"the simulation could not start: {_short(exc)}") from exc
     solve_s = time.perf_counter() - t_solve
+    _settle_compiled(entry)
     if solution is None:
         raise SimulationError("the experiment produced no solution (infeasible first step)")
     try:
@@ -518,6 +537,7 @@ def simulate_batch(jobs: list[Job], threads: int = 2) -> list[Any]:
             continue
         if not isinstance(solutions, list):
             solutions = [solutions]
+        _settle_compiled(entry)
         solve_s = time.perf_counter() - t0
         for (k, plan), solution in zip(members, solutions):
             try:

@@ -1,9 +1,10 @@
-"""Precompiled solver functions: built by ``python -m shared.precompiled``, used
-only for the configurations its manifest lists, and giving the same answer as
-CasADi's interpreter.
+"""Precompiled solver functions: built by ``python -m shared.precompiled`` with
+portable flags, loaded (never compiled) on a worker for the configurations the
+manifest lists, and giving the same answer as CasADi's interpreter.
 
-The build really runs gcc; each check runs in a fresh interpreter with its own
-``PYBAMM_CASADI_AOT_CACHE`` so nothing leaks between tests or into ``aot/``.
+The build really runs gcc; every check runs in a fresh interpreter with its own
+``AOT_DIR`` so nothing leaks between tests or into ``aot/``. Runs that must not
+compile put a ``gcc`` first on PATH that records each call and fails.
 """
 
 import json
@@ -32,9 +33,11 @@ print(json.dumps(out))
 """
 
 
-def _python(args, aot_dir, solver_compile="auto", timeout=300):
-    env = dict(os.environ, PYBAMM_CASADI_AOT_CACHE=str(aot_dir), SOLVER_COMPILE=solver_compile,
-               PYBAMM_DISABLE_TELEMETRY="true")
+def _python(args, aot_dir, solver_compile="auto", timeout=300, path_first=None, **extra_env):
+    env = dict(os.environ, AOT_DIR=str(aot_dir), SOLVER_COMPILE=solver_compile, PYBAMM_DISABLE_TELEMETRY="true",
+               **extra_env)
+    if path_first is not None:
+        env["PATH"] = f"{path_first}{os.pathsep}{env['PATH']}"
     proc = subprocess.run([sys.executable, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
                           timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -49,22 +52,67 @@ def spm_aot(tmp_path_factory):
     return aot
 
 
-def test_build_writes_a_manifest_for_this_install(spm_aot):
+@pytest.fixture
+def no_gcc(tmp_path):
+    """A directory whose ``gcc`` records its arguments in ``calls.log`` and fails."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    gcc = bin_dir / "gcc"
+    gcc.write_text(f'#!/bin/sh\necho "$@" >> {log}\nexit 1\n')
+    gcc.chmod(0o755)
+    return bin_dir, log
+
+
+def _snapshot(directory):
+    return {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
+
+
+def test_build_writes_a_manifest_and_portable_libraries(spm_aot):
     manifest = json.loads((spm_aot / "manifest.json").read_text())
     assert manifest["versions"] == precompiled._versions()
-    assert list(manifest["configurations"].values()) == [[SPM]]
-    assert "-march=native" not in manifest["flags"]
-    assert list(spm_aot.glob("*.so")), "no compiled library was written"
+    [conf] = manifest["configurations"].values()
+    assert conf["labels"] == [SPM]
+    libraries = [spm_aot / name for name in conf["libraries"]]
+    assert libraries and all(p.is_file() for p in libraries)
+    for lib in libraries:  # x86-64-v2: no AVX registers, whatever the build machine has
+        asm = subprocess.run(["objdump", "-d", str(lib)], capture_output=True, text=True, check=True).stdout
+        assert "ret" in asm and "ymm" not in asm and "zmm" not in asm
 
 
-def test_only_listed_configurations_run_compiled_and_agree_with_the_interpreter(spm_aot):
-    auto = json.loads(_python(["-c", RUN_JOBS, "SPM", "SPMe"], spm_aot).splitlines()[-1])
+def test_listed_configurations_load_without_compiling_and_agree_with_the_interpreter(spm_aot, no_gcc):
+    bin_dir, gcc_log = no_gcc
+    before = _snapshot(spm_aot)
+    auto = json.loads(_python(["-c", RUN_JOBS, "SPM", "SPMe"], spm_aot, path_first=bin_dir).splitlines()[-1])
     never = json.loads(_python(["-c", RUN_JOBS, "SPM"], spm_aot, solver_compile="never").splitlines()[-1])
     assert auto["SPM"]["compiled"] is True
     assert auto["SPMe"]["compiled"] is False  # not in the manifest
     assert never["SPM"]["compiled"] is False
+    assert not gcc_log.exists(), gcc_log.read_text()  # nothing compiled on the "worker"
+    assert _snapshot(spm_aot) == before
     diff = max(abs(a - b) for a, b in zip(auto["SPM"]["v"], never["SPM"]["v"]))
     assert len(auto["SPM"]["v"]) == len(never["SPM"]["v"]) and diff < 1e-6
+
+
+def test_a_listed_configuration_whose_library_is_missing_runs_interpreted(spm_aot, tmp_path, no_gcc):
+    bin_dir, gcc_log = no_gcc
+    broken = tmp_path / "aot"
+    broken.mkdir()
+    (broken / "manifest.json").write_text((spm_aot / "manifest.json").read_text())  # no libraries
+    out = json.loads(_python(["-c", RUN_JOBS, "SPM"], broken, path_first=bin_dir).splitlines()[-1])
+    assert out["SPM"]["compiled"] is False
+    assert not gcc_log.exists(), gcc_log.read_text()
+    assert sorted(p.name for p in broken.iterdir()) == ["manifest.json"]
+
+
+def test_always_compiles_at_run_time_and_falls_back_when_gcc_fails(tmp_path, no_gcc):
+    """Positive control for the two tests above: the recording gcc does intercept compiles."""
+    bin_dir, gcc_log = no_gcc
+    out = json.loads(_python(["-c", RUN_JOBS, "SPM"], tmp_path / "empty-aot", solver_compile="always",
+                             path_first=bin_dir, PYBAMM_CASADI_AOT_CACHE=str(tmp_path / "pybamm-cache"))
+                     .splitlines()[-1])
+    assert gcc_log.exists() and "-march=native" in gcc_log.read_text()  # PyBaMM's own flags
+    assert out["SPM"]["compiled"] is False  # and the job still ran, interpreted
 
 
 def test_a_manifest_from_another_pybamm_version_is_ignored(tmp_path, monkeypatch):
