@@ -552,7 +552,8 @@ def print_report(res: dict[str, Any]) -> None:
     say("\n[goals]")
     say(table(["goal", "target", "measured", "result"],
               [[g["goal"], g["target"], fmt_num(g["measured"], g["unit"]),
-                "not run" if g["pass"] is None else ("PASS" if g["pass"] else "FAIL")] for g in res["goals"]]))
+                ("not run" if g["measured"] is None else "-") if g["pass"] is None
+                else ("PASS" if g["pass"] else "FAIL")] for g in res["goals"]]))
     for g in res["goals"]:
         if g.get("note"):
             say(f"  note ({g['goal']}): {g['note']}")
