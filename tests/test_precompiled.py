@@ -138,3 +138,13 @@ def test_solver_compile_setting_is_checked(monkeypatch):
         precompiled.mode()
     monkeypatch.setenv("SOLVER_COMPILE", "never")
     assert precompiled.use_compiled("anything") is False
+
+
+def test_a_bad_solver_compile_stops_the_functions_at_start_up():
+    env = dict(os.environ, SOLVER_COMPILE="sometimes")
+    proc = subprocess.run([sys.executable, "-c", "import main"], cwd=REPO_ROOT, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and "SOLVER_COMPILE must be one of auto, always, never" in proc.stderr
+    ok = subprocess.run([sys.executable, "-c", "import main"], cwd=REPO_ROOT, capture_output=True, text=True,
+                        timeout=120, env=dict(os.environ, SOLVER_COMPILE="never"))
+    assert ok.returncode == 0, ok.stderr[-2000:]  # positive control
