@@ -88,18 +88,15 @@ class SimulationError(Exception):
 @dataclass
 class _Entry:
     sim: Any
-    input_names: tuple[str, ...]
     built_s: float
     compiled: bool = False
     compiled_checked: bool = False
-    uses: int = 0
 
 
 @dataclass
 class _Plan:
     key: str
     parameter_values: Any
-    input_names: tuple[str, ...]
     inputs: dict[str, float]
     experiment: Any
     t_eval: Optional[list[float]]
@@ -220,7 +217,6 @@ CP_MAX = "Maximum concentration in positive electrode [mol.m-3]"
 class _Static:
     """Everything about a job that does not change between jobs of one configuration."""
 
-    key: str
     parameter_values: Any  # inputs marked "[input]"; used to build
     numeric_pv: Any  # numbers only; used for eSOH
     input_names: tuple[str, ...]
@@ -284,7 +280,7 @@ def _plan(job: Job) -> _Plan:
                    "baked": baked, "inputs": input_names, "shape": shape, "outputs": outputs})
     static = _STATIC.get(key)
     if static is None:
-        static = _make_static(key, job, base, baked, input_names)
+        static = _make_static(job, base, baked, input_names)
         _STATIC[key] = static
         while len(_STATIC) > _STATIC_MAX:
             _STATIC.popitem(last=False)
@@ -330,26 +326,25 @@ def _plan(job: Job) -> _Plan:
         if job.outputs.period_s is None and len(static.t_data) <= job.outputs.max_points:
             t_interp = static.t_data
 
-    return _Plan(key=key, parameter_values=static.parameter_values, input_names=static.input_names,
+    return _Plan(key=key, parameter_values=static.parameter_values,
                  inputs=inputs, experiment=static.experiment, t_eval=t_eval, t_interp=t_interp,
                  requested_end_s=requested_end, output_variables=outputs, initial_soc=soc,
                  esoh=static.esoh, notes=notes)
 
 
-def _make_static(key: str, job: Job, base, baked: dict[str, Any], input_names: list[str]) -> _Static:
+def _make_static(job: Job, base, baked: dict[str, Any], input_names: list[str]) -> _Static:
     protocol = job.protocol
     numeric = base.copy()
     baked = dict(baked)
     soc = baked.pop("initial state of charge", None)
     numeric.update(baked)
     defaults = {n: float(numeric[n]) for n in input_names}
-    esoh = None
     try:
         sto = pybamm.lithium_ion.get_min_max_stoichiometries(numeric)
         esoh = (float(sto[0]), float(sto[1]))  # x_0, x_100
     except Exception:  # noqa: BLE001 - a set without eSOH data simply reports no SOC
         esoh = None
-    static = _Static(key=key, parameter_values=None, numeric_pv=numeric, input_names=(), defaults=defaults,
+    static = _Static(parameter_values=None, numeric_pv=numeric, input_names=(), defaults=defaults,
                      esoh=esoh)
     if soc is not None:  # initial concentrations are not plain numbers in this set: bake them
         cn, cp = static.concentrations(soc)
@@ -424,7 +419,7 @@ def _build(job: Job, plan: _Plan, threads: int, compiled: bool) -> _Entry:
         experiment=plan.experiment,
         solver=solver,
     )
-    return _Entry(sim=sim, input_names=plan.input_names, built_s=time.perf_counter() - t0, compiled=compiled)
+    return _Entry(sim=sim, built_s=time.perf_counter() - t0, compiled=compiled)
 
 
 def _entry(job: Job, plan: _Plan, threads: int = 1, compiled: Optional[bool] = None) -> tuple[_Entry, str]:
@@ -441,7 +436,6 @@ def _entry(job: Job, plan: _Plan, threads: int = 1, compiled: Optional[bool] = N
         state = "miss"
         entry = _build(job, plan, threads=threads, compiled=compiled)
         CACHE.put(key, entry)
-    entry.uses += 1
     return entry, state
 
 
@@ -597,12 +591,11 @@ def _result(job: Job, plan: _Plan, solution) -> dict[str, Any]:
             and (termination == "final time" or termination.endswith("[experiment]"))
         )
 
-    columns_all = {name: _values(solution, name) for name in plan.output_variables}
     # thin an experiment's solution to max_points (experiments sample per step)
     idx = np.arange(len(t))
     if len(t) > job.outputs.max_points:
         idx = np.unique(np.linspace(0, len(t) - 1, job.outputs.max_points).round().astype(int))
-    columns = {name: columns_all[name][idx].tolist() for name in job.outputs.variables}
+    columns = {name: _values(solution, name)[idx].tolist() for name in job.outputs.variables}
 
     cut_offs = _cut_offs(plan)
     violations = []

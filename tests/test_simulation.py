@@ -89,7 +89,7 @@ def test_impossible_cut_offs_fail_with_a_readable_reason():
 def test_cache_is_bounded_by_entries_and_memory():
     cache = simulation.ModelCache(max_entries=2)
     for key in "abc":
-        cache.put(key, simulation._Entry(sim=None, input_names=(), built_s=0.0))
+        cache.put(key, simulation._Entry(sim=None, built_s=0.0))
     assert len(cache) == 2 and cache.get("a") is None and cache.get("c") is not None
     cache.trim_to_memory(max_rss_mb=0.0)  # any process is above 0 MB: keep only the newest
     assert len(cache) == 1
