@@ -31,6 +31,8 @@ class Receiver:
         self.results: dict[str, dict[str, Any]] = {}  # job id -> first body
         self.paths: dict[str, str] = {}
         self.deliveries: list[tuple[str, str]] = []  # (path, job id) of every POST, duplicates included
+        self.statuses: dict[str, list[str]] = {}  # job id -> "status" of every delivery, duplicates included
+        self.encodings: dict[str, list[str]] = {}  # job id -> Content-Encoding of every delivery ("" = none)
         self.rejected = 0
         self.fail_next = 0  # answer 503 to this many requests (fault injection)
         self._cond = threading.Condition()
@@ -69,7 +71,8 @@ class Receiver:
             with self._cond:
                 self.rejected += 1
             return 401, "bad signature"
-        if headers.get("Content-Encoding") == "gzip":
+        encoding = headers.get("Content-Encoding") or ""
+        if encoding == "gzip":
             raw = gzip.decompress(raw)
         try:
             body = json.loads(raw)
@@ -78,6 +81,8 @@ class Receiver:
         key = unquote(headers.get("Idempotency-Key") or "") or str(body.get("id"))
         with self._cond:
             self.deliveries.append((path, key))
+            self.statuses.setdefault(key, []).append(str(body.get("status")))
+            self.encodings.setdefault(key, []).append(encoding)
             duplicate = key in self.results
             if not duplicate:
                 self.results[key] = body

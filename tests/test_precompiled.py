@@ -115,21 +115,15 @@ def test_always_compiles_at_run_time_and_falls_back_when_gcc_fails(tmp_path, no_
     assert out["SPM"]["compiled"] is False  # and the job still ran, interpreted
 
 
-def test_a_manifest_from_another_pybamm_version_is_ignored(tmp_path, monkeypatch):
+def test_a_manifest_from_another_pybamm_version_is_ignored(tmp_path):
+    ask = "from shared import precompiled; print(precompiled.use_compiled('abc'))"
     versions = dict(precompiled._versions(), pybamm="0.0.1")
     (tmp_path / "manifest.json").write_text(json.dumps(
-        {"versions": versions, "configurations": {"abc": ["x"]}}))
-    monkeypatch.setattr(precompiled, "AOT_DIR", tmp_path)
-    monkeypatch.setenv("SOLVER_COMPILE", "auto")
-    precompiled._listed.cache_clear()
-    try:
-        assert precompiled.use_compiled("abc") is False
-        (tmp_path / "manifest.json").write_text(json.dumps(
-            {"versions": precompiled._versions(), "configurations": {"abc": ["x"]}}))
-        precompiled._listed.cache_clear()
-        assert precompiled.use_compiled("abc") is True  # positive control
-    finally:
-        precompiled._listed.cache_clear()
+        {"versions": versions, "configurations": {"abc": {"labels": ["x"], "libraries": []}}}))
+    assert _python(["-c", ask], tmp_path).split()[-1] == "False"
+    (tmp_path / "manifest.json").write_text(json.dumps(
+        {"versions": precompiled._versions(), "configurations": {"abc": {"labels": ["x"], "libraries": []}}}))
+    assert _python(["-c", ask], tmp_path).split()[-1] == "True"  # positive control
 
 
 def test_solver_compile_setting_is_checked(monkeypatch):

@@ -85,8 +85,12 @@ def test_cell_duration_outside_the_limit_names_time(hours):
 
 
 def test_every_accepted_legacy_body_becomes_a_valid_job():
-    for body in (JAVA_CELL, JAVA_DRIVE_CYCLE, {"controlCurrent": -500, "nominalCell": 1000, "time": 48}):
+    bodies = (JAVA_CELL, JAVA_DRIVE_CYCLE, {"controlCurrent": -500, "nominalCell": 1000, "time": 48})
+    validated = set()
+    for n, body in enumerate(bodies):
         legacy = LegacyRequest.model_validate(body)
         for kind in ("cell", "driveCycle"):
             if not legacy.errors_for(kind):
                 assert Job.model_validate(legacy.to_job(kind).model_dump())
+                validated.add((n, kind))
+    assert {(0, "cell"), (1, "driveCycle"), (2, "cell")} <= validated  # the loop did check them

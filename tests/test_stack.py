@@ -49,12 +49,14 @@ def test_ctrl_c_stops_the_emulator_java_process_and_both_functions():
         assert requests.get(f"http://127.0.0.1:{ports['SUBMIT_PORT']}/healthz", timeout=5).status_code == 200
         emulator_flag = f"--port={ports['PUBSUB_EMULATOR_PORT']}"
         assert any("java" in p for p in processes_mentioning(emulator_flag))
+        worker_flag = f"--port {ports['WORKER_PORT']}"
+        assert processes_mentioning(worker_flag)  # control: the check below can see the worker
 
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
         assert proc.wait(60) == 0
         time.sleep(1)
         assert processes_mentioning(emulator_flag) == []
-        assert processes_mentioning(f"--port {ports['WORKER_PORT']}") == []
+        assert processes_mentioning(worker_flag) == []
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{ports['SUBMIT_PORT']}/healthz", timeout=2)
     finally:
