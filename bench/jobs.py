@@ -18,29 +18,20 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional
 
+from local.stack import with_kit_drive_cycles
+from shared.schema import JAVA_CELL, JAVA_DRIVE_CYCLE  # noqa: F401 - bench.e2e imports JAVA_CELL from here
+
 REPO = Path(__file__).resolve().parent.parent
-KIT_DRIVE_CYCLES = REPO.parent / "shared" / "data" / "drive_cycles"
 
 
 def setup_env() -> None:
     """Environment every bench process (and the stack it starts) runs with."""
-    os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
     os.environ["PYBAMM_DISABLE_TELEMETRY"] = "true"
     # room for every job compiled and interpreted plus the batch entries: no eviction mid-run
     os.environ.setdefault("MODEL_CACHE_ENTRIES", "16")
-    if KIT_DRIVE_CYCLES.is_dir() and str(KIT_DRIVE_CYCLES) not in os.environ.get("DRIVE_CYCLE_PATH", ""):
-        os.environ["DRIVE_CYCLE_PATH"] = os.pathsep.join(
-            p for p in (os.environ.get("DRIVE_CYCLE_PATH", ""), str(KIT_DRIVE_CYCLES)) if p)
+    os.environ["DRIVE_CYCLE_PATH"] = with_kit_drive_cycles(os.environ.get("DRIVE_CYCLE_PATH", ""))
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # CasadiSolver is deprecated
 
-
-try:  # the exact bodies the Java Job Manager sends
-    from tests.conftest import JAVA_CELL, JAVA_DRIVE_CYCLE  # noqa: F401
-except Exception:  # noqa: BLE001 - pytest missing: same literals as tests/conftest.py
-    JAVA_CELL = {"simulationType": "cell", "time": 1.0, "upperVoltage": 4.2, "lowerVoltage": 2.5,
-                 "nominalCell": 5.0, "controlCurrent": 5.0}
-    JAVA_DRIVE_CYCLE = {"simulationType": "driveCycle", "time": 0.0, "upperVoltage": 4.2,
-                        "lowerVoltage": 2.5, "nominalCell": 5.0, "controlCurrent": 0.0}
 
 SPME_1C = {"model": {"name": "SPMe"}, "parameter_set": "Chen2020",
            "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 3600}}

@@ -14,12 +14,12 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from shared import callback, messages, precompiled
+from shared import callback, messages
+from shared import precompiled  # noqa: F401 - importing it checks SOLVER_COMPILE: a bad value stops start-up
 from shared.settings import get_settings
 from shared.solver_process import JobTimeout, SolverCrashed, SolverProcess
 
 log = logging.getLogger("worker")
-log.info("solver functions: SOLVER_COMPILE=%s", precompiled.mode())  # a bad value stops start-up here
 _solver: Optional[SolverProcess] = None
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 import requests
 
@@ -18,12 +17,9 @@ from cli.plots import plot_results, series
 from local.receiver import Receiver
 from local.stack import REPO, Stack
 
-JAVA_REQUESTS = [
-    ("/cell/simulate", {"simulationType": "cell", "time": 1.0, "upperVoltage": 4.2, "lowerVoltage": 2.5,
-                        "nominalCell": 5.0, "controlCurrent": 5.0}),
-    ("/drivecycle/simulate", {"simulationType": "driveCycle", "time": 0.0, "upperVoltage": 4.2,
-                              "lowerVoltage": 2.5, "nominalCell": 5.0, "controlCurrent": 0.0}),
-]
+from shared.schema import JAVA_CELL, JAVA_DRIVE_CYCLE
+
+JAVA_REQUESTS = [("/cell/simulate", JAVA_CELL), ("/drivecycle/simulate", JAVA_DRIVE_CYCLE)]
 
 
 def summary_line(label: str, body: dict) -> str:

@@ -28,6 +28,15 @@ REPO = Path(__file__).resolve().parent.parent
 KIT_DRIVE_CYCLES = REPO.parent / "shared" / "data" / "drive_cycles"
 
 
+def with_kit_drive_cycles(path: str) -> str:
+    """A DRIVE_CYCLE_PATH value that also holds the kit's drive-cycle folder beside the
+    checkout (when there is one), added once."""
+    parts = [p for p in path.split(os.pathsep) if p]
+    if KIT_DRIVE_CYCLES.is_dir() and str(KIT_DRIVE_CYCLES) not in parts:
+        parts.append(str(KIT_DRIVE_CYCLES))
+    return os.pathsep.join(parts)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -56,7 +65,8 @@ class Stack:
     worker_port: int = 8086
     job_manager_url: str = "http://127.0.0.1:8083"
     worker_processes: int = 2
-    max_delivery_attempts: int = 5
+    worker_threads: int = 2
+    max_delivery_attempts: int = 5  # the subscription's dead-letter limit, and the worker's
     log_dir: Path = REPO / ".stack"
     extra_env: dict = field(default_factory=dict)
     procs: dict = field(default_factory=dict)
@@ -95,16 +105,14 @@ class Stack:
         return f"http://127.0.0.1:{self.worker_port}"
 
     def env(self) -> dict[str, str]:
-        drive_cycle_path = os.environ.get("DRIVE_CYCLE_PATH", "")
-        if KIT_DRIVE_CYCLES.is_dir():
-            drive_cycle_path = os.pathsep.join(p for p in (drive_cycle_path, str(KIT_DRIVE_CYCLES)) if p)
         return {
             **os.environ,
             "PUBSUB_EMULATOR_HOST": self.emulator_host,
             "GOOGLE_CLOUD_PROJECT": self.project,
             "PUBSUB_TOPIC": self.topic,
             "JOB_MANAGER_URL": self.job_manager_url,
-            "DRIVE_CYCLE_PATH": drive_cycle_path,
+            "DRIVE_CYCLE_PATH": with_kit_drive_cycles(os.environ.get("DRIVE_CYCLE_PATH", "")),
+            "MAX_DELIVERY_ATTEMPTS": str(self.max_delivery_attempts),
             "PYBAMM_DISABLE_TELEMETRY": "true",
             "PYTHONUNBUFFERED": "1",
             **{k: str(v) for k, v in self.extra_env.items()},
@@ -182,11 +190,11 @@ class Stack:
         instances. Each runs one simulation at a time (its solver process has a lock,
         like an instance with concurrency 1); 2 threads only let it accept the next
         push while one runs — with 1 thread gunicorn's sync worker makes the emulator
-        wait about 2 s between pushes."""
+        wait about 2 s between pushes (``worker_threads``)."""
         ff = str(Path(sys.executable).with_name("functions-framework"))
         return self._spawn("worker", [ff, "--target", "run_simulation", "--signature-type", "cloudevent",
                                       "--host", "127.0.0.1", "--port", str(self.worker_port)],
-                           {**env, "WORKERS": str(self.worker_processes), "THREADS": "2"})
+                           {**env, "WORKERS": str(self.worker_processes), "THREADS": str(self.worker_threads)})
 
     def restart_worker(self) -> None:
         self.stop_process("worker", timeout_s=0)

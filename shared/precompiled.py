@@ -67,14 +67,11 @@ mode()  # a bad setting stops the process at start-up, not each job
 def standard_jobs() -> dict[str, Any]:
     """The configurations the build compiles: the Java Job Manager's two job kinds
     and the native API's constant-current default for each model."""
-    from shared.schema import Job, LegacyRequest
+    from shared.schema import JAVA_CELL, JAVA_DRIVE_CYCLE, Job, LegacyRequest
 
-    legacy = {"time": 1.0, "upperVoltage": 4.2, "lowerVoltage": 2.5, "nominalCell": 5.0, "controlCurrent": 5.0}
     jobs = {
-        "legacy cell (DFN, constant current)": LegacyRequest.model_validate(
-            {**legacy, "simulationType": "cell"}).to_job("cell"),
-        "legacy drive cycle (DFN, US06)": LegacyRequest.model_validate(
-            {**legacy, "simulationType": "driveCycle", "time": 0.0}).to_job("driveCycle"),
+        "legacy cell (DFN, constant current)": LegacyRequest.model_validate(JAVA_CELL).to_job("cell"),
+        "legacy drive cycle (DFN, US06)": LegacyRequest.model_validate(JAVA_DRIVE_CYCLE).to_job("driveCycle"),
     }
     for model in ("DFN", "SPMe", "SPM"):
         jobs[f"native {model} constant current"] = Job.model_validate(

@@ -48,6 +48,14 @@ def _finite(v: Optional[float], name: str) -> Optional[float]:
 # --------------------------------------------------------------------------
 # Legacy body from the Java Job Manager (Jackson serialisation of its DTO)
 # --------------------------------------------------------------------------
+# The exact bodies it sends today (no id); the tests, the demo, the benchmark and
+# the precompiled configurations all use these.
+JAVA_CELL = {"simulationType": "cell", "time": 1.0, "upperVoltage": 4.2, "lowerVoltage": 2.5,
+             "nominalCell": 5.0, "controlCurrent": 5.0}
+JAVA_DRIVE_CYCLE = {"simulationType": "driveCycle", "time": 0.0, "upperVoltage": 4.2,
+                    "lowerVoltage": 2.5, "nominalCell": 5.0, "controlCurrent": 0.0}
+
+
 class LegacyRequest(BaseModel):
     """``{"simulationType","time","upperVoltage","lowerVoltage","nominalCell","controlCurrent"}``.
 

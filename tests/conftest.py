@@ -3,24 +3,32 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
+import requests
+
+from local.stack import with_kit_drive_cycles
+from shared.schema import JAVA_CELL, JAVA_DRIVE_CYCLE, Envelope, LegacyRequest  # noqa: F401 - tests import the bodies from here
 
 REPO = Path(__file__).resolve().parent.parent
-KIT = REPO.parent / "shared" / "data" / "drive_cycles"
 
 os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
-if KIT.is_dir() and str(KIT) not in os.environ.get("DRIVE_CYCLE_PATH", ""):
-    os.environ["DRIVE_CYCLE_PATH"] = os.pathsep.join(
-        p for p in (os.environ.get("DRIVE_CYCLE_PATH", ""), str(KIT)) if p)
+os.environ["DRIVE_CYCLE_PATH"] = with_kit_drive_cycles(os.environ.get("DRIVE_CYCLE_PATH", ""))
 
-# The exact bodies the Java Job Manager sends (Jackson serialisation, no id).
-JAVA_CELL = {"simulationType": "cell", "time": 1.0, "upperVoltage": 4.2, "lowerVoltage": 2.5,
-             "nominalCell": 5.0, "controlCurrent": 5.0}
-JAVA_DRIVE_CYCLE = {"simulationType": "driveCycle", "time": 0.0, "upperVoltage": 4.2,
-                    "lowerVoltage": 2.5, "nominalCell": 5.0, "controlCurrent": 0.0}
+
+def envelope(kind: str = "cell") -> Envelope:
+    """The Pub/Sub envelope of the Java cell job, as the submit function builds it."""
+    return Envelope(job_id="job-1", kind=kind, submitted_at="2026-01-01T00:00:00Z",
+                    job=LegacyRequest.model_validate(JAVA_CELL).to_job("cell"))
+
+
+def submit(stack, path: str, body: dict, **kw) -> requests.Response:
+    """POST a JSON body to the stack's submit function."""
+    return requests.post(stack.submit_url + path, data=json.dumps(body),
+                         headers={"Content-Type": "application/json"}, timeout=30, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,13 @@
 """The callback body (legacy superset), target resolution, signing, and delivery
 retries against a real HTTP receiver on 127.0.0.1."""
 
-import gzip
-import json
 
 import pytest
 
 from local.receiver import Receiver
 from shared import callback, signing
-from shared.schema import Envelope, LegacyRequest
 from shared.settings import Settings
-from tests.conftest import JAVA_CELL
+from tests.conftest import envelope
 
 RESULT = {
     "termination": "event: Minimum voltage [V]", "completed": False, "stoppedEarly": True, "endTime": 20.0,
@@ -18,11 +15,6 @@ RESULT = {
     "columns": {"Time [s]": [0.0, 10.0, 20.0], "Voltage [V]": [4.1, 4.0, 3.9],
                 "Current [A]": [5.0, 5.0, 5.0], "Discharge capacity [A.h]": [0.0, 0.01, 0.02]},
 }
-
-
-def envelope(kind="cell"):
-    return Envelope(job_id="job-1", kind=kind, submitted_at="2026-01-01T00:00:00Z",
-                    job=LegacyRequest.model_validate(JAVA_CELL).to_job("cell"))
 
 
 def test_legacy_body_is_a_superset_of_the_original():

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from local.stack import Stack, free_port
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "cloudbuild.yaml"
 
 # Substitutions Cloud Build provides itself (no leading underscore, plus the

@@ -22,30 +22,22 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 from google.cloud import pubsub_v1
 
 from local.receiver import Receiver
 from local.stack import Stack
 from shared.callback import header_value
-from tests.conftest import audit_subscription, pulled_job_ids
+from tests.conftest import JAVA_CELL, JAVA_DRIVE_CYCLE, audit_subscription, pulled_job_ids, submit
 
 pytestmark = pytest.mark.slow
 
 # A fast legacy cell job: 3 simulated minutes of DFN (~0.05 s warm).
-FAST_CELL = {"simulationType": "cell", "time": 0.05, "upperVoltage": 4.2, "lowerVoltage": 2.5,
-             "nominalCell": 5.0, "controlCurrent": 5.0}
+FAST_CELL = {**JAVA_CELL, "time": 0.05}
 # The Java drive-cycle job: 600 s of US06 with DFN, a few seconds of solving.
-SLOW_DRIVE_CYCLE = {"simulationType": "driveCycle", "time": 0.0, "upperVoltage": 4.2, "lowerVoltage": 2.5,
-                    "nominalCell": 5.0, "controlCurrent": 0.0}
+SLOW_DRIVE_CYCLE = JAVA_DRIVE_CYCLE
 FAST_NATIVE = {"model": {"name": "SPM"}, "parameter_set": "Chen2020",
                "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 60}}
 RUN = uuid.uuid4().hex[:8]  # keeps ids unique if a receiver outlives one run
-
-
-def submit(stack: Stack, path: str, body: dict) -> requests.Response:
-    return requests.post(stack.submit_url + path, data=json.dumps(body),
-                         headers={"Content-Type": "application/json"}, timeout=30)
 
 
 def queued(stack: Stack, path: str, body: dict) -> str:

@@ -6,13 +6,7 @@ import json
 import pytest
 
 from shared import messages
-from shared.schema import Envelope, LegacyRequest
-from tests.conftest import JAVA_CELL
-
-
-def envelope():
-    return Envelope(job_id="job-1", kind="cell", submitted_at="2026-01-01T00:00:00Z",
-                    job=LegacyRequest.model_validate(JAVA_CELL).to_job("cell"))
+from tests.conftest import envelope
 
 
 def push_body(data: bytes, attributes=None):

@@ -8,7 +8,6 @@ voltage jumps and either side is right).
 
 import copy
 import json
-from pathlib import Path
 
 import numpy as np
 import pybamm
@@ -16,9 +15,9 @@ import pytest
 
 from shared import catalog, simulation
 from shared.schema import Job, job_json_schema
+from tests.conftest import REPO
 
 TOLERANCE_V = 1e-3
-REPO = Path(__file__).resolve().parent.parent
 MODELS = {"SPM": pybamm.lithium_ion.SPM, "SPMe": pybamm.lithium_ion.SPMe, "DFN": pybamm.lithium_ion.DFN}
 
 

@@ -6,7 +6,6 @@ bodies (plus status fields) must come out, with voltages matching a direct
 PyBaMM solve within 1 mV.
 """
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -15,14 +14,9 @@ import pybamm
 import pytest
 import requests
 
-from tests.conftest import JAVA_CELL, JAVA_DRIVE_CYCLE, audit_subscription, pulled_job_ids
+from tests.conftest import JAVA_CELL, JAVA_DRIVE_CYCLE, audit_subscription, pulled_job_ids, submit
 
 pytestmark = pytest.mark.slow
-
-
-def submit(stack, path, body, **kw):
-    return requests.post(stack.submit_url + path, data=json.dumps(body),
-                         headers={"Content-Type": "application/json"}, timeout=30, **kw)
 
 
 def direct_dfn_voltage(t, current, capacity=5.0, initial_soc=None):

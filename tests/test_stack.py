@@ -12,9 +12,9 @@ import pytest
 import requests
 
 from local.stack import free_port
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parent.parent
 
 
 def processes_mentioning(text: str) -> list[str]:
