@@ -25,15 +25,6 @@ from bench.jobs import JAVA_CELL
 from bench.procmem import GroupSampler
 
 
-def _env_of(pid: int) -> dict[str, str]:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            items = f.read().split(b"\0")
-    except OSError:
-        return {}
-    return dict(i.decode(errors="replace").split("=", 1) for i in items if b"=" in i)
-
-
 def _epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
@@ -49,6 +40,7 @@ def _max(xs: list[float]):
 def _burst(stack, receiver, arrivals: dict, lock: threading.Lock, tag: str, n: int,
            timeout_s: float) -> dict[str, Any]:
     ids = [f"bench-{tag}-{k:03d}" for k in range(n)]
+    wanted = set(ids)
     submitted: dict[str, float] = {}
     acks: dict[str, tuple[int, float]] = {}
     url = stack.submit_url + "/cell/simulate"
@@ -100,7 +92,7 @@ def _burst(stack, receiver, arrivals: dict, lock: threading.Lock, tag: str, n: i
         "results": len(got),
         "succeeded": sum(1 for b in bodies if b.get("status") == "succeeded"),
         "missing": missing,
-        "deliveries": sum(1 for _, key in receiver.deliveries if key in set(ids)),
+        "deliveries": sum(1 for _, key in receiver.deliveries if key in wanted),
         "submit_all_s": round(submit_done - t0, 3),
         "submit_ack_p50_s": round(float(np.percentile(ack_s, 50)), 4) if len(ack_s) else None,
         "latency_p50_s": round(float(np.percentile(lat, 50)), 3) if len(lat) else None,
@@ -121,17 +113,9 @@ def _burst(stack, receiver, arrivals: dict, lock: threading.Lock, tag: str, n: i
 def run(n: int, worker_processes: int = 2, warm_burst: bool = True, timeout_s: float | None = None,
         log=print, worker_threads: int | None = None) -> dict[str, Any]:
     """``worker_threads``: an experiment only - start the worker function with THREADS=n
-    instead of the stack's THREADS=1 (n > 1 makes gunicorn use its gthread worker)."""
+    instead of the stack's default (2)."""
     from local.receiver import Receiver
     from local.stack import Stack
-
-    if worker_threads is not None:
-        class _Stack(Stack):
-            def _spawn(self, name, cmd, env):
-                if name == "worker":
-                    env = {**env, "THREADS": str(worker_threads)}
-                return super()._spawn(name, cmd, env)
-        Stack = _Stack  # noqa: N806
 
     arrivals: dict[str, float] = {}
     lock = threading.Lock()
@@ -146,14 +130,15 @@ def run(n: int, worker_processes: int = 2, warm_burst: bool = True, timeout_s: f
     out: dict[str, Any] = {"worker_processes": worker_processes, "stack_logs": str(log_dir)}
     with Receiver(on_result=on_result) as receiver:
         t0 = time.perf_counter()
+        threads = {} if worker_threads is None else {"worker_threads": worker_threads}
         stack = Stack.on_free_ports(job_manager_url=receiver.url, worker_processes=worker_processes,
-                                    log_dir=log_dir)
+                                    log_dir=log_dir, **threads)
         with stack:
             out["stack_start_s"] = round(time.perf_counter() - t0, 2)
             log(f"  stack up in {out['stack_start_s']} s (logs {log_dir})")
             pgid = stack.procs["worker"].pid  # started with start_new_session: pid == pgid
-            threads = _env_of(pgid).get("THREADS", "?")
-            out["worker_threads"] = f"{threads} ({'bench override' if worker_threads is not None else 'stack default'})"
+            out["worker_threads"] = (f"{stack.worker_threads} "
+                                     f"({'bench override' if worker_threads is not None else 'stack default'})")
             with GroupSampler(pgid) as sampler:
                 out["cold"] = _burst(stack, receiver, arrivals, lock, "cold", n, timeout_s)
                 log(f"  cold burst: {out['cold']['results']}/{n} results, p50 {out['cold']['latency_p50_s']} s")

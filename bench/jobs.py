@@ -66,6 +66,7 @@ def _baked_case(job) -> tuple[Any, Any, Any, Optional[float]]:
 
     from shared import drive_cycles
     from shared.schema import ConstantCurrent, DriveCycle
+    from shared.simulation import MODELS
 
     pv = pybamm.ParameterValues(job.parameter_set or "Chen2020")
     pv.update(dict(job.parameters))
@@ -81,8 +82,7 @@ def _baked_case(job) -> tuple[Any, Any, Any, Optional[float]]:
         t_eval = np.asarray(t_data, dtype=float)  # the cycle's 1 Hz times
     else:
         raise ValueError("the bench only covers constant-current and drive-cycle jobs")
-    models = {"SPM": pybamm.lithium_ion.SPM, "SPMe": pybamm.lithium_ion.SPMe, "DFN": pybamm.lithium_ion.DFN}
-    model = models[job.model.name](options=dict(job.model.options) or None)
+    model = MODELS[job.model.name](options=dict(job.model.options) or None)
     return model, pv, t_eval, job.conditions.initial_soc
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from bench.jobs import JOB_NAMES, LABELS, REPO, setup_env
+from cli.output import format_table as table
 
 setup_env()
 
@@ -75,15 +76,6 @@ def fmt_spread(st: dict[str, Any]) -> str:
     if not st.get("n"):
         return "-"
     return f"{fmt_s(st['median'])} [{fmt_s(st['min'])}..{fmt_s(st['max'])}] n={st['n']}"
-
-
-def table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [[("-" if c is None else str(c)) for c in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    line = "  ".join("-" * w for w in widths)
-    out = ["  ".join(c.ljust(w) for c, w in zip(cells[0], widths)), line]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths)) for r in cells[1:]]
-    return "\n".join(out)
 
 
 def load() -> list[float]:
@@ -367,18 +359,7 @@ def section_batch(rounds: int) -> dict[str, Any]:
             "batch_errors": [str(e) for e in errors], "batched_together": [
                 (r.get("timings") or {}).get("batch") for r in batch_res if isinstance(r, dict)][:1],
             "dv_batch_vs_sequential_V": dv, "cache_states_last_round": cache_states,
-            "process_rss_MB": _rss_mb(), "cache_entries": len(simulation.CACHE)}
-
-
-def _rss_mb() -> Optional[float]:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return None
+            "process_rss_MB": round(simulation.rss_mb(), 1), "cache_entries": len(simulation.CACHE)}
 
 
 # ---------------------------------------------------------------------------
@@ -581,7 +562,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--profile", action="store_true", help="print the cProfile top 20 of warm DFN cell calls")
     ap.add_argument("--no-warm-burst", action="store_true", help="end to end: the cold burst only")
     ap.add_argument("--worker-threads", type=int, default=None,
-                    help="experiment: start the worker function with THREADS=N (the stack uses 1)")
+                    help="experiment: start the worker function with THREADS=N (the stack uses 2)")
     args = ap.parse_args(argv)
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     bad = [s for s in only if s not in SECTIONS]

@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cli.plots import series
+from shared.callback import LEGACY_COLUMNS
+
+
+def series(body: dict[str, Any]) -> dict[str, list[float]]:
+    """Columns of a callback body, legacy (``result`` rows) or native (``columns``)."""
+    if body.get("columns"):
+        return body["columns"]
+    rows = body.get("result") or []
+    return {long: [r[short] for r in rows] for short, long in LEGACY_COLUMNS.items()}
 
 
 def label(body: dict[str, Any]) -> str:
@@ -47,11 +55,15 @@ def table(bodies: list[dict[str, Any]]) -> str:
     if not data:
         return "(no results)"
     headers = list(data[0])
-    cells = [[_cell(r[h]) for h in headers] for r in data]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)),
-             "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in cells]
+    return format_table(headers, [[_cell(r[h]) for h in headers] for r in data])
+
+
+def format_table(headers: list[str], cells: list[list[Any]]) -> str:
+    """Left-aligned columns under a header and a rule; ``None`` shows as "-"."""
+    text = [[str(h) for h in headers]] + [[("-" if c is None else str(c)) for c in row] for row in cells]
+    widths = [max(len(row[i]) for row in text) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(text[0], widths)), "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in text[1:]]
     return "\n".join(lines)
 
 

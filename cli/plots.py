@@ -7,21 +7,16 @@ from typing import Any
 
 import matplotlib
 
+from cli.output import series
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+TEMPERATURES = ("Volume-averaged cell temperature [K]", "X-averaged cell temperature [K]")
 
-def series(body: dict[str, Any]) -> dict[str, list[float]]:
-    """Columns of a callback body, legacy (``result`` rows) or native (``columns``)."""
-    if body.get("columns"):
-        return body["columns"]
-    rows = body.get("result") or []
-    return {
-        "Time [s]": [r["time"] for r in rows],
-        "Voltage [V]": [r["voltage"] for r in rows],
-        "Current [A]": [r["current"] for r in rows],
-        "Discharge capacity [A.h]": [r["dcap"] for r in rows],
-    }
+
+def _has_temperature(results) -> bool:
+    return any(name in series(b) for _, b in results for name in TEMPERATURES)
 
 
 def plot_results(results: list[tuple[str, dict[str, Any]]], path: Path, title: str = "",
@@ -31,8 +26,7 @@ def plot_results(results: list[tuple[str, dict[str, Any]]], path: Path, title: s
     ``separate=True`` gives each result its own column (jobs of different lengths)."""
     if separate and len(results) > 1:
         return _columns(results, path, title)
-    temps = any("Volume-averaged cell temperature [K]" in series(b) or "X-averaged cell temperature [K]" in series(b)
-                for _, b in results)
+    temps = _has_temperature(results)
     rows = 3 if temps else 2
     fig, axes = plt.subplots(rows, 1, figsize=(9, 2.6 * rows + 0.6), sharex=True)
     _draw(axes, results, temps)
@@ -42,7 +36,7 @@ def plot_results(results: list[tuple[str, dict[str, Any]]], path: Path, title: s
 
 
 def _columns(results, path, title):
-    temps = any("Volume-averaged cell temperature [K]" in series(b) for _, b in results)
+    temps = _has_temperature(results)
     rows = 3 if temps else 2
     fig, grid = plt.subplots(rows, len(results), figsize=(5.2 * len(results), 2.6 * rows + 0.8),
                              sharex="col", squeeze=False)
@@ -78,7 +72,7 @@ def _draw(axes, results, temps: bool) -> None:
         if stopped:
             axes[0].plot(x[-1], cols["Voltage [V]"][-1], "x", color=line.get_color(), markersize=9)
         if temps:
-            for name in ("Volume-averaged cell temperature [K]", "X-averaged cell temperature [K]"):
+            for name in TEMPERATURES:
                 if name in cols:
                     axes[2].plot(x, [k - 273.15 for k in cols[name]], color=line.get_color())
                     break

@@ -20,20 +20,18 @@ OUT = Path(__file__).with_name("lgm50_like_bpx.json")
 
 
 def _table(fn, x) -> dict:
-    y = [float(pybamm.Scalar(0).evaluate() + fn(pybamm.Scalar(v)).evaluate()) for v in x]
+    y = [float(fn(pybamm.Scalar(v)).evaluate()) for v in x]
     return {"x": [float(v) for v in x], "y": y}
 
 
 def build() -> dict:
     p = pybamm.ParameterValues("Chen2020")
-    sto = np.linspace(0.0, 1.0, 101)
-    sto_n = np.linspace(0.0, 1.0, 101)
     area = p["Electrode height [m]"] * p["Electrode width [m]"]
     x_100, y_100 = pybamm.lithium_ion.get_initial_stoichiometries(1.0, p)
     x_0, y_0 = pybamm.lithium_ion.get_initial_stoichiometries(0.0, p)
 
     def electrode(side: str, ocp, stoich_min, stoich_max) -> dict:
-        d = {
+        return {
             "Thickness [m]": p[f"{side} electrode thickness [m]"],
             "Porosity": p[f"{side} electrode porosity"],
             "Transport efficiency": p[f"{side} electrode porosity"] ** 1.5,
@@ -51,7 +49,6 @@ def build() -> dict:
             "Reaction rate constant [mol.m-2.s-1]": 2e-7 if side == "Negative" else 8e-7,
             "Reaction rate constant activation energy [J.mol-1]": 35000.0 if side == "Negative" else 17800.0,
         }
-        return d
 
     neg_ocp = _table(p["Negative electrode OCP [V]"], np.linspace(0.001, 0.999, 101))
     pos_ocp = _table(p["Positive electrode OCP [V]"], np.linspace(0.25, 0.999, 101))

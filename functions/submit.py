@@ -137,7 +137,7 @@ def submit_sweep(request):
     values = sweeps.members(sweep)
     total = len(values)
     envelopes: list[Envelope] = []
-    checked: dict[str, Job] = {}
+    checked: set[str] = set()
     for index, member in enumerate(values):
         try:
             body_k = sweeps.apply(sweep.base, member)
@@ -156,8 +156,9 @@ def submit_sweep(request):
                         "jobIds": [e.job_id for e in envelopes]})
 
 
-def validate_native(body: dict[str, Any], cache: dict | None = None) -> Job:
-    """Structural checks (pydantic), then the checks that need PyBaMM (catalog)."""
+def validate_native(body: dict[str, Any], cache: set[str] | None = None) -> Job:
+    """Structural checks (pydantic), then the checks that need PyBaMM (catalog).
+    ``cache``: keys of the configurations already checked (a sweep's members)."""
     try:
         job = Job.model_validate(body)
     except ValidationError as exc:
@@ -168,17 +169,18 @@ def validate_native(body: dict[str, Any], cache: dict | None = None) -> Job:
         raise BadRequest([{"field": "callback_url", "error": str(exc)}])
     from shared import catalog  # imports PyBaMM: only native jobs pay for it
 
-    # sweep members differing only in numbers share one PyBaMM check
-    key = job.model_dump_json(include={"model", "parameter_set", "bpx", "protocol", "outputs"},
-                              exclude={"protocol": {"current_A", "c_rate", "duration_s", "scale"}}) \
-        + ",".join(sorted(job.parameters))
-    if cache is not None and key in cache:
-        return job
+    key = None
+    if cache is not None:  # sweep members differing only in numbers share one PyBaMM check
+        key = job.model_dump_json(include={"model", "parameter_set", "bpx", "protocol", "outputs"},
+                                  exclude={"protocol": {"current_A", "c_rate", "duration_s", "scale"}}) \
+            + ",".join(sorted(job.parameters))
+        if key in cache:
+            return job
     errors = catalog.check(job)
     if errors:
         raise BadRequest(errors)
-    if cache is not None:
-        cache[key] = job
+    if key is not None:
+        cache.add(key)
     return job
 
 

@@ -13,7 +13,8 @@ import time
 
 import requests
 
-from cli.plots import plot_results, series
+from cli.output import series
+from cli.plots import plot_results
 from local.receiver import Receiver
 from local.stack import REPO, Stack
 

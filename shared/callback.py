@@ -13,7 +13,6 @@ import gzip
 import json
 import math
 import time
-import logging
 from typing import Any, Optional
 from urllib.parse import quote, unquote, urlsplit
 
@@ -24,8 +23,6 @@ from urllib3.util.retry import Retry
 from shared import signing
 from shared.schema import Envelope
 from shared.settings import Settings, get_settings
-
-log = logging.getLogger(__name__)
 
 LEGACY_PATHS = {"cell": "/simulateCell", "driveCycle": "/simulateDriveCycle"}
 LEGACY_COLUMNS = {
@@ -160,9 +157,8 @@ def finite(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: finite(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        if value and all(isinstance(v, float) for v in value[:1]) and all(
-                isinstance(v, float) and math.isfinite(v) for v in value):
-            return value
+        if value and all(isinstance(v, float) and math.isfinite(v) for v in value):
+            return value  # the common case, a clean column: no copy
         return [finite(v) for v in value]
     return value
 
@@ -190,7 +186,7 @@ def worst_case_s(settings: Settings) -> float:
     return settings.callback_total_budget_s + ROUND_PAUSE_S + _round_worst_s(settings)
 
 
-def _session(settings: Settings) -> requests.Session:
+def _session() -> requests.Session:
     n = ROUND_RETRIES
     retry = Retry(
         total=n,
@@ -244,7 +240,7 @@ def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] 
     if settings.callback_signing_key:
         headers.update(signing.sign(raw, settings.callback_signing_key))
     deadline = time.monotonic() + settings.callback_total_budget_s
-    with _session(settings) as session:
+    with _session() as session:
         while True:  # rounds of urllib3 retries until the budget is spent
             try:
                 # redirects are not followed: an allowlisted host must not bounce the
