@@ -30,11 +30,11 @@ bench: aot  ## benchmark: original per-request path vs this service
 aot: aot/manifest.json  ## precompile the standard configurations' solver functions (gcc, ~1 min)
 
 # rebuilt when the simulation core, this build or the pinned packages change
-aot/manifest.json: $(VENV)/.installed shared/simulation.py shared/precompiled.py shared/schema.py requirements.txt
-	DRIVE_CYCLE_PATH="$(DRIVE_CYCLE_PATH):$(abspath ../shared/data/drive_cycles)" $(PY) -m shared.precompiled
+aot/manifest.json: $(VENV)/.installed $(wildcard shared/engine/*.py shared/engine/protocols/*.py shared/contract/*.py) requirements.txt
+	DRIVE_CYCLE_PATH="$(DRIVE_CYCLE_PATH):$(abspath ../shared/data/drive_cycles)" $(PY) -m shared.engine.precompiled
 
 schema: venv  ## regenerate schema/job.schema.json from the pydantic models
-	$(PY) -m shared.schema > schema/job.schema.json
+	$(PY) -m shared.contract.job > schema/job.schema.json
 
 clean:
 	rm -rf $(VENV) .stack out .pytest_cache aot

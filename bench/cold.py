@@ -1,6 +1,6 @@
 """Cold start, measured in a fresh interpreter: ``python -m bench.cold JOB_NAME``.
 
-Prints one JSON line: the time to ``import shared.simulation`` (which imports
+Prints one JSON line: the time to ``import shared.engine.simulate`` (which imports
 PyBaMM) and the time of the first ``simulate(job)`` (plan + build + first solve).
 """
 
@@ -20,7 +20,7 @@ setup_env()
 def main(argv: list[str]) -> int:
     name = argv[0]
     t0 = time.perf_counter()
-    from shared import simulation  # noqa: F401  - imports pybamm, numpy, casadi
+    from shared.engine import simulate as simulation  # noqa: F401  - imports pybamm, numpy, casadi
 
     import_s = time.perf_counter() - t0
     from bench.jobs import service_job

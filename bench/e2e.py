@@ -114,7 +114,7 @@ def run(n: int, worker_processes: int = 2, warm_burst: bool = True, timeout_s: f
         log=print, worker_threads: int | None = None) -> dict[str, Any]:
     """``worker_threads``: an experiment only - start the worker function with THREADS=n
     instead of the stack's default (2)."""
-    from local.receiver import Receiver
+    from cli.receiver import Receiver
     from local.stack import Stack
 
     arrivals: dict[str, float] = {}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from local.stack import with_kit_drive_cycles
-from shared.schema import JAVA_CELL, JAVA_DRIVE_CYCLE  # noqa: F401 - bench.e2e imports JAVA_CELL from here
+from shared.contract.job import JAVA_CELL, JAVA_DRIVE_CYCLE  # noqa: F401 - bench.e2e imports JAVA_CELL from here
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -45,7 +45,7 @@ LABELS = {
 
 
 def service_job(name: str, **legacy_overrides):
-    from shared.schema import Job, LegacyRequest
+    from shared.contract.job import Job, LegacyRequest
 
     if name == "dfn_cell":
         return LegacyRequest.model_validate({**JAVA_CELL, **legacy_overrides}).to_job("cell")
@@ -64,9 +64,9 @@ def _baked_case(job) -> tuple[Any, Any, Any, Optional[float]]:
     import numpy as np
     import pybamm
 
-    from shared import drive_cycles
-    from shared.schema import ConstantCurrent, DriveCycle
-    from shared.simulation import MODELS
+    from shared.engine import drive_cycles
+    from shared.contract.job import ConstantCurrent, DriveCycle
+    from shared.engine.simulate import MODELS
 
     pv = pybamm.ParameterValues(job.parameter_set or "Chen2020")
     pv.update(dict(job.parameters))
@@ -102,7 +102,7 @@ def reference_solve(job, t_interp):
     import numpy as np
     import pybamm
 
-    from shared.schema import DriveCycle
+    from shared.contract.job import DriveCycle
 
     model, pv, t_eval, soc = _baked_case(job)
     sim = pybamm.Simulation(model, parameter_values=pv, solver=pybamm.IDAKLUSolver(atol=1e-9, rtol=1e-9))

@@ -10,7 +10,7 @@ Jobs (the same in every section):
   spme_1c   a native job: SPMe, Chen2020, 1C (5 A) for 3600 s
 
 Sections
-  cold     fresh interpreter: import shared.simulation, then the first simulate(job)
+  cold     fresh interpreter: import shared.engine.simulate, then the first simulate(job)
   inproc   original path (new Simulation + CasadiSolver "safe" per request) interleaved
            with warm simulate(job) calls; accuracy against a 1e-9 IDAKLU reference
   overhead share of a warm call outside the solver (result timings) + cProfile breakdown
@@ -153,7 +153,7 @@ def section_inproc(n_orig: int, n_warm: int) -> dict[str, Any]:
     import numpy as np
 
     from bench.jobs import original_solve, reference_solve, service_job
-    from shared import simulation
+    from shared.engine import simulate as simulation
 
     out: dict[str, Any] = {}
     for name in JOB_NAMES:
@@ -236,7 +236,7 @@ def _cum(st: pstats.Stats, file_tail: str, func: str) -> float:
 
 def section_overhead(inproc: Optional[dict], n: int, show_profile: bool) -> dict[str, Any]:
     from bench.jobs import service_job
-    from shared import simulation
+    from shared.engine import simulate as simulation
 
     job = service_job("dfn_cell")
     if inproc and "dfn_cell" in inproc:
@@ -253,16 +253,16 @@ def section_overhead(inproc: Optional[dict], n: int, show_profile: bool) -> dict
         simulation.simulate(job)
     prof.disable()
     st = pstats.Stats(prof)
-    total = _cum(st, "shared/simulation.py", "simulate")
+    total = _cum(st, "shared/engine/simulate.py", "simulate")
     parts = {
         "simulate (total)": total,
-        "_plan (per-job numbers)": _cum(st, "shared/simulation.py", "_plan"),
+        "_plan (per-job numbers)": _cum(st, "shared/engine/simulate.py", "_plan"),
         "Simulation.solve (PyBaMM)": _cum(st, "pybamm/simulation/simulation.py", "solve"),
         "  compiled IDAKLU solve": _cum(st, "~", "<built-in method pybammsolvers.idaklu.solve>"),
         "  IDAKLU _post_process_solution": _cum(st, "pybamm/solvers/idaklu_solver.py", "_post_process_solution"),
         "  consistent initialisation": _cum(st, "pybamm/solvers/idaklu_solver.py", "_set_consistent_initialization"),
         "  _set_initial_conditions": _cum(st, "pybamm/solvers/base_solver.py", "_set_initial_conditions"),
-        "_result (columns, summary)": _cum(st, "shared/simulation.py", "_result"),
+        "_result (columns, summary)": _cum(st, "shared/engine/simulate.py", "_result"),
     }
     breakdown = {k: {"s_per_call": v / n, "share": (v / total if total else float("nan"))} for k, v in parts.items()}
     if show_profile:
@@ -274,8 +274,8 @@ def section_overhead(inproc: Optional[dict], n: int, show_profile: bool) -> dict
 
 def section_ipc(n: int) -> dict[str, Any]:
     from bench.jobs import service_job
-    from shared import simulation
-    from shared.solver_process import SolverProcess
+    from shared.engine import simulate as simulation
+    from shared.engine.solver_process import SolverProcess
 
     job = service_job("dfn_cell")
     payload = job.model_dump(mode="json")
@@ -322,7 +322,7 @@ def section_batch(rounds: int) -> dict[str, Any]:
     import numpy as np
 
     from bench.jobs import service_job
-    from shared import simulation
+    from shared.engine import simulate as simulation
 
     currents = [1.0 + 0.25 * k for k in range(16)]  # 1 .. 4.75 A
     jobs = [service_job("dfn_cell", controlCurrent=c, time=1.0) for c in currents]
@@ -440,7 +440,7 @@ def print_report(res: dict[str, Any]) -> None:
             rows.append([name, fmt_spread(c["import_s"]), fmt_spread(c["first_job_s"]),
                          fmt_s(c["import_plus_first_s"]["median"]), f"{t['build_s']:.3f}/{t['solve_s']:.3f}",
                          fmt_s(c["process_wall_s"]["median"])])
-        say(table(["job", "import shared.simulation", "first simulate(job)", "import+first",
+        say(table(["job", "import shared.engine.simulate", "first simulate(job)", "import+first",
                    "build/solve s (last)", "process wall"], rows))
     if "inproc" in res:
         say("\n[2] per request: original path (new Simulation + CasadiSolver safe 1e-6) vs warm service "
@@ -621,7 +621,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 def _precompiled() -> str:
     import io
 
-    from shared import precompiled
+    from shared.engine import precompiled
 
     text = io.StringIO()
     precompiled.check(out=text)

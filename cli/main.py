@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
 
-    from local.receiver import Receiver
+    from cli.receiver import Receiver
 
     raw = sys.stdin.read() if str(args.file) == "-" else args.file.read_text()
     body = json.loads(raw)

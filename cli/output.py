@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shared.callback import LEGACY_COLUMNS
+from shared.delivery.callback import LEGACY_COLUMNS
 
 
 def series(body: dict[str, Any]) -> dict[str, list[float]]:

@@ -21,9 +21,9 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from shared import callback, publisher
-from shared.messages import MessageTooLarge
-from shared.schema import Envelope, Job, LegacyRequest, error_list
+from shared.delivery import callback, publisher
+from shared.delivery.messages import MessageTooLarge
+from shared.contract.job import Envelope, Job, LegacyRequest, error_list
 from shared.settings import get_settings
 
 log = logging.getLogger("submit")
@@ -124,7 +124,7 @@ def submit_native(request):
 
 
 def submit_sweep(request):
-    from shared import sweeps
+    from shared.contract import sweeps
 
     body = _json_body(request)
     try:
@@ -167,7 +167,7 @@ def validate_native(body: dict[str, Any], cache: set[str] | None = None) -> Job:
         callback.resolve_target("native", job.callback_url)
     except callback.CallbackNotAllowed as exc:
         raise BadRequest([{"field": "callback_url", "error": str(exc)}])
-    from shared import catalog  # imports PyBaMM: only native jobs pay for it
+    from shared.engine import catalog  # imports PyBaMM: only native jobs pay for it
 
     key = None
     if cache is not None:  # sweep members differing only in numbers share one PyBaMM check
@@ -194,13 +194,13 @@ def _publish(envelopes: list[Envelope]) -> None:
 
 
 def catalog_view(request):
-    from shared import catalog
+    from shared.engine import catalog
 
     return _reply(200, catalog.catalog())
 
 
 def schema_view(request):
-    from shared.schema import job_json_schema
+    from shared.contract.job import job_json_schema
 
     return _reply(200, job_json_schema())
 

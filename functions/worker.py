@@ -14,10 +14,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from shared import callback, messages
-from shared import precompiled  # noqa: F401 - importing it checks SOLVER_COMPILE: a bad value stops start-up
+from shared.delivery import callback, messages
+from shared.engine import precompiled  # noqa: F401 - importing it checks SOLVER_COMPILE: a bad value stops start-up
 from shared.settings import get_settings
-from shared.solver_process import JobTimeout, SolverCrashed, SolverProcess
+from shared.engine.solver_process import JobTimeout, SolverCrashed, SolverProcess
 
 log = logging.getLogger("worker")
 _solver: Optional[SolverProcess] = None

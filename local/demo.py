@@ -15,10 +15,10 @@ import requests
 
 from cli.output import series
 from cli.plots import plot_results
-from local.receiver import Receiver
+from cli.receiver import Receiver
 from local.stack import REPO, Stack
 
-from shared.schema import JAVA_CELL, JAVA_DRIVE_CYCLE
+from shared.contract.job import JAVA_CELL, JAVA_DRIVE_CYCLE
 
 JAVA_REQUESTS = [("/cell/simulate", JAVA_CELL), ("/drivecycle/simulate", JAVA_DRIVE_CYCLE)]
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from local.stack import with_kit_drive_cycles
-from shared.schema import JAVA_CELL, JAVA_DRIVE_CYCLE, Envelope, LegacyRequest  # noqa: F401 - tests import the bodies from here
+from shared.contract.job import JAVA_CELL, JAVA_DRIVE_CYCLE, Envelope, LegacyRequest  # noqa: F401 - tests import the bodies from here
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,7 +33,7 @@ def submit(stack, path: str, body: dict, **kw) -> requests.Response:
 
 @pytest.fixture(scope="session")
 def receiver():
-    from local.receiver import Receiver
+    from cli.receiver import Receiver
 
     with Receiver() as r:
         yield r

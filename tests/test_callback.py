@@ -4,8 +4,8 @@ retries against a real HTTP receiver on 127.0.0.1."""
 
 import pytest
 
-from local.receiver import Receiver
-from shared import callback, signing
+from cli.receiver import Receiver
+from shared.delivery import callback, signing
 from shared.settings import Settings
 from tests.conftest import envelope
 
@@ -143,7 +143,7 @@ def test_redirects_are_not_followed():
 
 def test_a_job_on_its_last_delivery_attempt_is_reported_failed_not_retried(monkeypatch):
     from functions import worker
-    from shared import messages
+    from shared.delivery import messages
     from shared.settings import get_settings
     from tests.test_messages import push_body
 

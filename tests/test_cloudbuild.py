@@ -255,10 +255,10 @@ def test_job_time_budget_default_is_below_the_worker_timeout():
 
 
 def test_solve_budget_plus_callback_worst_case_fit_in_the_worker_timeout():
-    # After the solve the worker still posts the result (shared.callback's retries,
+    # After the solve the worker still posts the result (shared.delivery.callback's retries,
     # read time-outs included: callback.worst_case_s); both have to finish before the
     # deployed function times out, with the deployed budget.
-    from shared import callback
+    from shared.delivery import callback
     from shared.settings import Settings
 
     config = load_config()
@@ -322,7 +322,7 @@ def test_every_file_the_steps_name_exists():
                     named.add(value.replace(".", "/") + ".py")
                 elif flag == "--deselect":  # a pytest node id (prefix)
                     named.add(value.split("::")[0])
-    assert {"requirements-dev.txt", "shared/drive_cycles.py"} <= named
+    assert {"requirements-dev.txt", "shared/engine/drive_cycles.py"} <= named
     for path in named:
         assert (REPO / path).is_file(), f"a build step names {path}, which is not in the repository"
 
@@ -350,7 +350,7 @@ def test_every_substitution_used_is_defined_and_every_defined_one_is_used():
 def test_drive_cycles_are_fetched_before_any_deploy_and_before_the_unit_tests():
     steps = load_config()["steps"]
     fetch = [s["id"] for s in steps
-             if "python -m shared.drive_cycles fetch --dest drive_cycles US06 UDDS WLTC"
+             if "python -m shared.engine.drive_cycles fetch --dest drive_cycles US06 UDDS WLTC"
              in step_script(s)]
     assert len(fetch) == 1, "expected exactly one drive-cycle fetch step"
     deploy_or_test = [i for i, s in enumerate(steps)

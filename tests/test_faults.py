@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 from google.cloud import pubsub_v1
 
-from local.receiver import Receiver
+from cli.receiver import Receiver
 from local.stack import Stack
-from shared.callback import header_value
+from shared.delivery.callback import header_value
 from tests.conftest import JAVA_CELL, JAVA_DRIVE_CYCLE, audit_subscription, pulled_job_ids, submit
 
 pytestmark = pytest.mark.slow

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from shared import messages
+from shared.delivery import messages
 from tests.conftest import envelope
 
 

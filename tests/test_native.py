@@ -13,8 +13,9 @@ import numpy as np
 import pybamm
 import pytest
 
-from shared import catalog, simulation
-from shared.schema import Job, job_json_schema
+from shared.engine import catalog
+from shared.engine import simulate as simulation
+from shared.contract.job import Job, job_json_schema
 from tests.conftest import REPO
 
 TOLERANCE_V = 1e-3

@@ -1,4 +1,4 @@
-"""Precompiled solver functions: built by ``python -m shared.precompiled`` with
+"""Precompiled solver functions: built by ``python -m shared.engine.precompiled`` with
 portable flags, loaded (never compiled) on a worker for the configurations the
 manifest lists, and giving the same answer as CasADi's interpreter.
 
@@ -14,15 +14,15 @@ import sys
 
 import pytest
 
-from shared import precompiled
+from shared.engine import precompiled
 from shared.settings import REPO_ROOT
 
 SPM = "native SPM constant current"
 
 RUN_JOBS = r"""
 import json, sys
-from shared import simulation
-from shared.schema import Job
+from shared.engine import simulate as simulation
+from shared.contract.job import Job
 out = {}
 for name in sys.argv[1:]:
     job = Job.model_validate({"model": {"name": name},
@@ -48,7 +48,7 @@ def _python(args, aot_dir, solver_compile="auto", timeout=300, path_first=None, 
 def spm_aot(tmp_path_factory):
     """An AOT directory holding the SPM constant-current configuration only."""
     aot = tmp_path_factory.mktemp("aot")
-    _python(["-m", "shared.precompiled", "--only", SPM], aot)
+    _python(["-m", "shared.engine.precompiled", "--only", SPM], aot)
     return aot
 
 
@@ -116,7 +116,7 @@ def test_always_compiles_at_run_time_and_falls_back_when_gcc_fails(tmp_path, no_
 
 
 def test_a_manifest_from_another_pybamm_version_is_ignored(tmp_path):
-    ask = "from shared import precompiled; print(precompiled.use_compiled('abc'))"
+    ask = "from shared.engine import precompiled; print(precompiled.use_compiled('abc'))"
     versions = dict(precompiled._versions(), pybamm="0.0.1")
     (tmp_path / "manifest.json").write_text(json.dumps(
         {"versions": versions, "configurations": {"abc": {"labels": ["x"], "libraries": []}}}))

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.schema import DRIVE_CYCLE_DEFAULT_INITIAL_SOC, Job, LegacyRequest, error_list
+from shared.contract.job import DRIVE_CYCLE_DEFAULT_INITIAL_SOC, Job, LegacyRequest, error_list
 from tests.conftest import JAVA_CELL, JAVA_DRIVE_CYCLE
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pybamm
 import pytest
 
-from shared import simulation
-from shared.schema import Job, LegacyRequest
+from shared.engine import simulate as simulation
+from shared.contract.job import Job, LegacyRequest
 from tests.conftest import JAVA_CELL, JAVA_DRIVE_CYCLE
 
 TOLERANCE_V = 1e-3
@@ -52,7 +52,7 @@ def test_us06_default_initial_soc_runs_the_whole_cycle_within_cut_offs():
     assert t[-1] == pytest.approx(600.0)
     assert v.max() <= 4.2 and v.min() >= 2.5
     # reference: PyBaMM's own drive-cycle recipe with the same current profile
-    from shared import drive_cycles
+    from shared.engine import drive_cycles
     t_data, i_data = drive_cycles.load("US06")
     current = pybamm.Interpolant(t_data, i_data, pybamm.t, interpolator="linear")
     ref = reference(job, t, initial_soc=0.9, current=current)

@@ -6,7 +6,7 @@ import pytest
 import requests
 from pydantic import ValidationError
 
-from shared import sweeps
+from shared.contract import sweeps
 
 BASE = {"model": {"name": "SPM"}, "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 1200}}
 

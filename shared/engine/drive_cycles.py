@@ -1,7 +1,7 @@
 """Drive cycles by name from PyBaMM's data registry, verified by SHA-256.
 
 A deployed function never downloads: the build step (``python -m
-shared.drive_cycles fetch``) places registered cycles in ``drive_cycles/``.
+shared.engine.drive_cycles fetch``) places registered cycles in ``drive_cycles/``.
 At run time a cycle is looked up in that folder, then in the folders of
 ``DRIVE_CYCLE_PATH``, then in PyBaMM's own cache; every file found is checked
 against the hash PyBaMM's registry records for it.

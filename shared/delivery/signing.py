@@ -9,7 +9,7 @@ A receiver recomputes the HMAC over the timestamp and the exact bytes it
 received (before any gzip decoding), compares in constant time and rejects a
 timestamp older than its tolerance (default 300 s) to stop replays::
 
-    from shared.signing import verify
+    from shared.delivery.signing import verify
     ok = verify(request.get_data(), request.headers, key=os.environ["CALLBACK_SIGNING_KEY"])
 """
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 from typing import Iterable
 
-from shared.messages import encode
-from shared.schema import Envelope
+from shared.delivery.messages import encode
+from shared.contract.job import Envelope
 from shared.settings import get_settings
 
 _client = None

@@ -17,8 +17,8 @@ At run time (``SOLVER_COMPILE``):
   flags, into PyBaMM's temporary cache), unless ``aot/`` already has it.
 * ``never``: interpreted only.
 
-    python -m shared.precompiled            # (re)build aot/ (needs gcc; about a minute)
-    python -m shared.precompiled --check    # what is listed, and whether it fits this install
+    python -m shared.engine.precompiled            # (re)build aot/ (needs gcc; about a minute)
+    python -m shared.engine.precompiled --check    # what is listed, and whether it fits this install
 
 Libraries are built with portable flags (``-march=x86-64-v2``), so a build
 machine's CPU features never reach a runtime CPU that lacks them. The manifest
@@ -67,7 +67,7 @@ mode()  # a bad setting stops the process at start-up, not each job
 def standard_jobs() -> dict[str, Any]:
     """The configurations the build compiles: the Java Job Manager's two job kinds
     and the native API's constant-current default for each model."""
-    from shared.schema import JAVA_CELL, JAVA_DRIVE_CYCLE, Job, LegacyRequest
+    from shared.contract.job import JAVA_CELL, JAVA_DRIVE_CYCLE, Job, LegacyRequest
 
     jobs = {
         "legacy cell (DFN, constant current)": LegacyRequest.model_validate(JAVA_CELL).to_job("cell"),
@@ -164,7 +164,7 @@ def build(names: Optional[list[str]] = None, out=sys.stdout) -> dict[str, Any]:
     """Compile the standard configurations (or those named) into a clean AOT_DIR
     and write the manifest. Fails if any configuration could not be compiled."""
     global _building
-    from shared import simulation
+    from shared.engine import simulate as simulation
 
     jobs = standard_jobs()
     unknown = sorted(set(names or []) - set(jobs))
@@ -209,7 +209,7 @@ def build(names: Optional[list[str]] = None, out=sys.stdout) -> dict[str, Any]:
 def check(out=sys.stdout) -> int:
     path = AOT_DIR / MANIFEST
     if not path.is_file():
-        print(f"{path}: none (run python -m shared.precompiled)", file=out)
+        print(f"{path}: none (run python -m shared.engine.precompiled)", file=out)
         return 1
     manifest = json.loads(path.read_text())
     fits = manifest.get("versions") == _versions()
@@ -236,7 +236,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    # run the imported module, the one shared.simulation routes PyBaMM's compiles through
-    from shared import precompiled
+    # run the imported module, the one shared.engine.simulate routes PyBaMM's compiles through
+    from shared.engine import precompiled
 
     sys.exit(precompiled.main())

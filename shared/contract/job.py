@@ -2,7 +2,7 @@
 
 Pydantic models do the structural and range checks; checks that need PyBaMM
 (parameter names, variable names, experiment strings) live in
-``shared.catalog``. Both kinds of request become one ``Job`` — the only thing
+``shared.engine.catalog``. Both kinds of request become one ``Job`` — the only thing
 the worker and the simulation core ever see.
 """
 

@@ -15,9 +15,9 @@ os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
 
 import pybamm  # noqa: E402
 
-from shared import drive_cycles  # noqa: E402
-from shared.schema import DEFAULT_OUTPUTS, LIMITS, Job  # noqa: E402
-from shared.simulation import MODELS  # noqa: E402
+from shared.engine import drive_cycles  # noqa: E402
+from shared.contract.job import DEFAULT_OUTPUTS, LIMITS, Job  # noqa: E402
+from shared.engine.simulate import MODELS  # noqa: E402
 
 # Parameter sets checked to solve with SPM, SPMe and DFN (tests/test_matrix.py).
 PARAMETER_SETS = (

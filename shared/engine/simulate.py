@@ -1,6 +1,6 @@
 """The PyBaMM simulation core: one ``Job`` in, one result dictionary out.
 
-Everything PyBaMM-specific lives here (and in ``shared.catalog``); this module
+Everything PyBaMM-specific lives here (and in ``shared.engine.catalog``); this module
 knows nothing of HTTP or Pub/Sub.
 
 A warm instance keeps built simulations in a small LRU cache. A cache entry is
@@ -29,8 +29,8 @@ os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
 import numpy as np  # noqa: E402
 import pybamm  # noqa: E402
 
-from shared import drive_cycles, precompiled  # noqa: E402
-from shared.schema import LIMITS, ConstantCurrent, DriveCycle, Experiment, Job  # noqa: E402
+from shared.engine import drive_cycles, precompiled  # noqa: E402
+from shared.contract.job import LIMITS, ConstantCurrent, DriveCycle, Experiment, Job  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -424,7 +424,7 @@ def _build(job: Job, plan: _Plan, threads: int, compiled: bool) -> _Entry:
 
 def _entry(job: Job, plan: _Plan, threads: int = 1, compiled: Optional[bool] = None) -> tuple[_Entry, str]:
     """The cached built simulation for this plan (built on a miss), and "hit"/"miss".
-    ``compiled``: ask for compiled solver functions (None: as ``shared.precompiled`` says)."""
+    ``compiled``: ask for compiled solver functions (None: as ``shared.engine.precompiled`` says)."""
     if compiled is None:
         compiled = precompiled.use_compiled(plan.key)
     compiled = compiled and plan.experiment is None

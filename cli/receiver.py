@@ -1,6 +1,6 @@
 """A small Job Manager receiver: records callbacks, drops duplicates.
 
-    python -m local.receiver            # listens on 127.0.0.1:8083, prints each result
+    python -m cli.receiver            # listens on 127.0.0.1:8083, prints each result
 
 It shows the receiver's side of the contract: answer 2xx quickly, treat the
 ``Idempotency-Key`` header (the job id) as the key — a redelivered job's second
@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 from urllib.parse import unquote
 
-from shared import signing
+from shared.delivery import signing
 
 
 class Receiver:

@@ -31,8 +31,8 @@ def _serve(conn) -> None:  # runs in the child
     from shared import logs
 
     logs.configure()
-    from shared import simulation
-    from shared.schema import Job
+    from shared.engine import simulate as simulation
+    from shared.contract.job import Job
 
     conn.send({"ready": True})
     while True:

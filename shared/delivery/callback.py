@@ -20,8 +20,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from shared import signing
-from shared.schema import Envelope
+from shared.delivery import signing
+from shared.contract.job import Envelope
 from shared.settings import Settings, get_settings
 
 LEGACY_PATHS = {"cell": "/simulateCell", "driveCycle": "/simulateDriveCycle"}
