@@ -1,17 +1,22 @@
 """Drive cycles by name from PyBaMM's data registry, verified by SHA-256.
 
-A deployed function never downloads: the build step (``python -m
-shared.engine.drive_cycles fetch``) places registered cycles in ``drive_cycles/``.
-At run time a cycle is looked up in that folder, then in the folders of
-``DRIVE_CYCLE_PATH``, then in PyBaMM's own cache; every file found is checked
-against the hash PyBaMM's registry records for it.
+The registered cycles (name, file, SHA-256, source) are listed in the repository's
+``drive_cycles/registry.json``. A deployed function never downloads: the build step
+(``python -m shared.engine.drive_cycles fetch``) places registered cycles in
+``drive_cycles/``. At run time a cycle is looked up in that folder, then in the
+folders of ``DRIVE_CYCLE_PATH``, then in PyBaMM's own cache; every file found is
+checked against the hash the registry records for it. ``check`` exits 1 when a
+cycle it checks (every registered one, or those named with ``--require``) is not
+installed.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
+import re
 import shutil
 import sys
 from functools import lru_cache
@@ -19,19 +24,36 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.settings import get_settings
-
-# Cycles of pybamm-data v1.0.2 (the hashes PyBaMM's DataLoader registry records).
-REGISTRY: dict[str, str] = {
-    "US06": "5909eb2ec7983fae86a050ff3b35a2041d0ab698710a6b0f95d5816e348077ba",
-    "UDDS": "9fe6558c17aad3cc08109186923aeb7459cd3097a381c44e854bf22dd12a5a2a",
-    "WLTC": "bb2f95018a44ac1425cb9c787c34721192af502c7385f1358f28e4f75df11fd8",
-    "car_current": "4305b91b9df073cb048c25dd3fae725e06a94fe200e322e5c08db290d6799e36",
-}
+from shared.settings import REPO_ROOT, get_settings
 
 
 class DriveCycleError(ValueError):
     pass
+
+
+# Always the repository's folder, even when DRIVE_CYCLES_DIR points elsewhere.
+REGISTRY_FILE = REPO_ROOT / "drive_cycles" / "registry.json"
+
+
+def _read_registry(path: Path) -> dict[str, str]:
+    """name -> SHA-256 from ``registry.json`` (each entry's file must be ``NAME.csv``)."""
+    try:
+        entries = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DriveCycleError(f"cannot read the drive-cycle registry {path}: {exc}") from exc
+    registry = {}
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or entry.get("file") != f"{name}.csv" \
+                or not re.fullmatch(r"[0-9a-f]{64}", str(entry.get("sha256", ""))):
+            raise DriveCycleError(f"{path}: entry {name!r} needs \"file\": \"{name}.csv\" "
+                                  f"and a lowercase hex \"sha256\"")
+        registry[name] = entry["sha256"]
+    return registry
+
+
+# name -> SHA-256 of the cycles of pybamm-data v1.0.2 (the hashes PyBaMM's DataLoader
+# registry records), from registry.json.
+REGISTRY: dict[str, str] = _read_registry(REGISTRY_FILE)
 
 
 def _sha256(path: Path) -> str:
@@ -83,6 +105,8 @@ def fetch(dest: Path, names: list[str]) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     loader = pybamm.DataLoader()
     for name in names:
+        if name not in REGISTRY:
+            raise DriveCycleError(f"unknown drive cycle {name!r}; registered: {sorted(REGISTRY)}")
         src = Path(loader.get_data(f"{name}.csv"))
         if _sha256(src) != REGISTRY[name]:
             raise DriveCycleError(f"{src} does not match the registered hash of {name}")
@@ -96,16 +120,24 @@ def main(argv: list[str] | None = None) -> int:
     f = sub.add_parser("fetch", help="download registered cycles into drive_cycles/")
     f.add_argument("names", nargs="*", default=["US06", "UDDS", "WLTC"])
     f.add_argument("--dest", type=Path, default=get_settings().drive_cycles_dir)
-    sub.add_parser("check", help="list registered cycles and where each was found")
+    c = sub.add_parser("check", help="list registered cycles and where each was found; "
+                                     "exit 1 if one that is checked is not installed")
+    c.add_argument("--require", action="append", choices=sorted(REGISTRY), metavar="NAME",
+                   help="check only this cycle (repeatable); default: every registered cycle")
     args = parser.parse_args(argv)
     if args.cmd == "fetch":
         fetch(args.dest, args.names)
         return 0
-    missing = 0
+    required = set(args.require or REGISTRY)
+    missing = []
     for name in sorted(REGISTRY):
         path = find(name)
         print(f"{name:12s} {path or 'not installed'}")
-        missing += path is None
+        if path is None and name in required:
+            missing.append(name)
+    if missing:
+        print(f"missing: {' '.join(missing)}", file=sys.stderr)
+        return 1
     return 0
 
 
