@@ -31,7 +31,7 @@ aot: aot/manifest.json  ## precompile the standard configurations' solver functi
 
 # rebuilt when the simulation core, this build or the pinned packages change
 aot/manifest.json: $(VENV)/.installed $(wildcard shared/engine/*.py shared/engine/protocols/*.py shared/contract/*.py) requirements.txt
-	DRIVE_CYCLE_PATH="$(DRIVE_CYCLE_PATH):$(abspath ../shared/data/drive_cycles)" $(PY) -m shared.engine.precompiled
+	DRIVE_CYCLE_PATH="$(DRIVE_CYCLE_PATH):$(abspath ../shared/data/drive_cycles)" $(PY) -m shared.engine.build_precompiled
 
 schema: venv  ## regenerate schema/job.schema.json from the pydantic models
 	$(PY) -m shared.contract.job > schema/job.schema.json

@@ -16,6 +16,7 @@ from functions import submit, worker  # noqa: E402
 from shared import logs  # noqa: E402
 
 logs.configure()
+worker.check_configuration()  # a bad setting stops both functions here, at start-up
 
 
 @functions_framework.errorhandler(HTTPException)

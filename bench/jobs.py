@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from local.stack import with_kit_drive_cycles
-from shared.contract.job import JAVA_CELL, JAVA_DRIVE_CYCLE  # noqa: F401 - bench.e2e imports JAVA_CELL from here
+from shared.contract.legacy import JAVA_CELL, JAVA_DRIVE_CYCLE  # noqa: F401 - bench.e2e imports JAVA_CELL from here
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 def setup_env() -> None:
     """Environment every bench process (and the stack it starts) runs with."""
     os.environ["PYBAMM_DISABLE_TELEMETRY"] = "true"
-    # room for every job compiled and interpreted plus the batch entries: no eviction mid-run
+    # room for every job compiled and interpreted: no eviction mid-run
     os.environ.setdefault("MODEL_CACHE_ENTRIES", "16")
     os.environ["DRIVE_CYCLE_PATH"] = with_kit_drive_cycles(os.environ.get("DRIVE_CYCLE_PATH", ""))
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # CasadiSolver is deprecated
@@ -45,7 +45,8 @@ LABELS = {
 
 
 def service_job(name: str, **legacy_overrides):
-    from shared.contract.job import Job, LegacyRequest
+    from shared.contract.job import Job
+    from shared.contract.legacy import LegacyRequest
 
     if name == "dfn_cell":
         return LegacyRequest.model_validate({**JAVA_CELL, **legacy_overrides}).to_job("cell")
@@ -65,8 +66,8 @@ def _baked_case(job) -> tuple[Any, Any, Any, Optional[float]]:
     import pybamm
 
     from shared.engine import drive_cycles
-    from shared.contract.job import ConstantCurrent, DriveCycle
-    from shared.engine.simulate import MODELS
+    from shared.engine.protocols import ConstantCurrent, DriveCycle
+    from shared.engine.models import MODELS
 
     pv = pybamm.ParameterValues(job.parameter_set or "Chen2020")
     pv.update(dict(job.parameters))
@@ -102,7 +103,7 @@ def reference_solve(job, t_interp):
     import numpy as np
     import pybamm
 
-    from shared.contract.job import DriveCycle
+    from shared.engine.protocols import DriveCycle
 
     model, pv, t_eval, soc = _baked_case(job)
     sim = pybamm.Simulation(model, parameter_values=pv, solver=pybamm.IDAKLUSolver(atol=1e-9, rtol=1e-9))

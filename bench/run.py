@@ -15,7 +15,6 @@ Sections
            with warm simulate(job) calls; accuracy against a 1e-9 IDAKLU reference
   overhead share of a warm call outside the solver (result timings) + cProfile breakdown
   ipc      SolverProcess round trip against a direct simulate call
-  batch    16 cell jobs (1 .. 4.75 A) via simulate_batch(threads=2) against 16 simulate calls
   e2e      the local stack (emulator + functions-framework): bursts of N legacy cell jobs
 
 The machine may be shared: load averages are recorded before and after every section.
@@ -44,7 +43,7 @@ from cli.output import format_table as table
 
 setup_env()
 
-SECTIONS = ("cold", "inproc", "overhead", "ipc", "batch", "e2e")
+SECTIONS = ("cold", "inproc", "overhead", "ipc", "e2e")
 
 
 # ---------------------------------------------------------------------------
@@ -256,13 +255,13 @@ def section_overhead(inproc: Optional[dict], n: int, show_profile: bool) -> dict
     total = _cum(st, "shared/engine/simulate.py", "simulate")
     parts = {
         "simulate (total)": total,
-        "_plan (per-job numbers)": _cum(st, "shared/engine/simulate.py", "_plan"),
+        "plan (per-job numbers)": _cum(st, "shared/engine/plan.py", "plan"),
         "Simulation.solve (PyBaMM)": _cum(st, "pybamm/simulation/simulation.py", "solve"),
         "  compiled IDAKLU solve": _cum(st, "~", "<built-in method pybammsolvers.idaklu.solve>"),
         "  IDAKLU _post_process_solution": _cum(st, "pybamm/solvers/idaklu_solver.py", "_post_process_solution"),
         "  consistent initialisation": _cum(st, "pybamm/solvers/idaklu_solver.py", "_set_consistent_initialization"),
         "  _set_initial_conditions": _cum(st, "pybamm/solvers/base_solver.py", "_set_initial_conditions"),
-        "_result (columns, summary)": _cum(st, "shared/engine/simulate.py", "_result"),
+        "result (columns, summary)": _cum(st, "shared/engine/results.py", "result"),
     }
     breakdown = {k: {"s_per_call": v / n, "share": (v / total if total else float("nan"))} for k, v in parts.items()}
     if show_profile:
@@ -316,53 +315,6 @@ def section_ipc(n: int) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------
-# 4. batch
-# ---------------------------------------------------------------------------
-def section_batch(rounds: int) -> dict[str, Any]:
-    import numpy as np
-
-    from bench.jobs import service_job
-    from shared.engine import simulate as simulation
-
-    currents = [1.0 + 0.25 * k for k in range(16)]  # 1 .. 4.75 A
-    jobs = [service_job("dfn_cell", controlCurrent=c, time=1.0) for c in currents]
-    first_batch_s, _ = timed(simulation.simulate_batch, jobs, 2)  # builds the threads=2 entry
-    for j in jobs:
-        simulation.simulate(j)
-    batch_s, seq_s, batch_cpu, seq_cpu = [], [], [], []
-    batch_res = seq_res = None
-    for _ in range(rounds):
-        c0 = time.process_time()
-        t, batch_res = timed(simulation.simulate_batch, jobs, 2)
-        batch_cpu.append(time.process_time() - c0)
-        batch_s.append(t)
-        c0 = time.process_time()
-        t, seq_res = timed(lambda: [simulation.simulate(j) for j in jobs])
-        seq_cpu.append(time.process_time() - c0)
-        seq_s.append(t)
-    errors = [r for r in batch_res if isinstance(r, Exception)]
-    cache_states = sorted({(r.get("timings") or {}).get("cache") for r in list(batch_res) + list(seq_res)
-                           if isinstance(r, dict)})
-    dv = 0.0
-    for b, s in zip(batch_res, seq_res):
-        if isinstance(b, Exception):
-            continue
-        tb, vb = np.asarray(b["columns"]["Time [s]"]), np.asarray(b["columns"]["Voltage [V]"])
-        ts, vs = np.asarray(s["columns"]["Time [s]"]), np.asarray(s["columns"]["Voltage [V]"])
-        m = tb <= min(tb[-1], ts[-1])
-        dv = max(dv, float(np.max(np.abs(vb[m] - np.interp(tb[m], ts, vs)))))
-    nb, ns = med(batch_s), med(seq_s)
-    return {"jobs": len(jobs), "currents_A": currents, "threads": 2, "first_batch_s": first_batch_s,
-            "batch_s": stats(batch_s), "sequential_s": stats(seq_s),
-            "batch_sims_per_s": len(jobs) / nb, "sequential_sims_per_s": len(jobs) / ns,
-            "batch_cpu_over_wall": med(batch_cpu) / nb, "sequential_cpu_over_wall": med(seq_cpu) / ns,
-            "batch_errors": [str(e) for e in errors], "batched_together": [
-                (r.get("timings") or {}).get("batch") for r in batch_res if isinstance(r, dict)][:1],
-            "dv_batch_vs_sequential_V": dv, "cache_states_last_round": cache_states,
-            "process_rss_MB": round(simulation.rss_mb(), 1), "cache_entries": len(simulation.CACHE)}
-
-
-# ---------------------------------------------------------------------------
 # goals and printing
 # ---------------------------------------------------------------------------
 def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
@@ -396,9 +348,6 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
     ov = res.get("overhead")
     m = ov["overhead_share"]["median"] * 100 if ov else None
     add("overhead outside the solver, warm DFN cell", "<= 20 %", m, "%", None if m is None else m <= 20.0)
-    b = res.get("batch")
-    m = b["batch_sims_per_s"] if b else None
-    add("batch of 16 warm cell jobs, threads=2", ">= 100 sims/s", m, "sims/s", None if m is None else m >= 100.0)
     return g
 
 
@@ -487,22 +436,9 @@ def print_report(res: dict[str, Any]) -> None:
             f"({p['ipc_overhead_vs_child_share'] * 100:.1f} % of the round trip); difference of medians "
             f"(round trip - direct, load-sensitive) {fmt_s(p['ipc_overhead_s'])}; first job through a new "
             f"solver process (spawn + import + build + solve) {fmt_s(p['solver_process_first_job_s'])}")
-    if "batch" in res:
-        b = res["batch"]
-        say(f"\n[4] batch: {b['jobs']} warm DFN cell jobs, 1..4.75 A, 1 h")
-        say(table(["mode", "wall (median [min..max])", "sims/s", "CPU/wall"], [
-            ["simulate_batch(threads=2)", fmt_spread(b["batch_s"]), f"{b['batch_sims_per_s']:.1f}",
-             f"{b['batch_cpu_over_wall']:.2f}"],
-            ["16 x simulate()", fmt_spread(b["sequential_s"]), f"{b['sequential_sims_per_s']:.1f}",
-             f"{b['sequential_cpu_over_wall']:.2f}"],
-        ]))
-        say(f"    first batch call (builds the threads=2 model) {fmt_s(b['first_batch_s'])}; max |dV| batch vs "
-            f"sequential {b['dv_batch_vs_sequential_V'] * 1e3:.4f} mV; errors {len(b['batch_errors'])}; cache "
-            f"{'/'.join(map(str, b['cache_states_last_round']))} (last round); bench process RSS "
-            f"{b['process_rss_MB']} MB, {b['cache_entries']} cache entries")
     if "e2e" in res:
         e = res["e2e"]
-        say(f"\n[5] end to end: stack with {e['worker_processes']} worker processes, THREADS="
+        say(f"\n[4] end to end: stack with {e['worker_processes']} worker processes, THREADS="
             f"{e['worker_threads']}, legacy /cell/simulate, stack up in {e['stack_start_s']} s")
         rows = []
         for phase in ("cold", "warm"):
@@ -571,7 +507,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     quick = args.quick
     e2e_jobs = args.e2e_jobs if args.e2e_jobs is not None else (10 if quick else 50)
     reps = dict(cold=1 if quick else 3, orig=2 if quick else 5, warm=4 if quick else 10,
-                prof=3 if quick else 10, ipc=3 if quick else 10, batch=2 if quick else 5)
+                prof=3 if quick else 10, ipc=3 if quick else 10)
     logging.getLogger("shared").setLevel(logging.WARNING)
 
     res: dict[str, Any] = {"meta": {
@@ -596,7 +532,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     run("inproc", lambda: section_inproc(reps["orig"], reps["warm"]))
     run("overhead", lambda: section_overhead(res.get("inproc"), reps["prof"], args.profile))
     run("ipc", lambda: section_ipc(reps["ipc"]))
-    run("batch", lambda: section_batch(reps["batch"]))
 
     def e2e():
         from bench import e2e as e2e_mod
@@ -621,10 +556,10 @@ def main(argv: Optional[list[str]] = None) -> int:
 def _precompiled() -> str:
     import io
 
-    from shared.engine import precompiled
+    from shared.engine import build_precompiled, precompiled
 
     text = io.StringIO()
-    precompiled.check(out=text)
+    build_precompiled.check(out=text)
     return f"precompiled solver functions (SOLVER_COMPILE={precompiled.mode()}): " + text.getvalue().strip()
 
 

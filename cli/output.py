@@ -7,15 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from shared.delivery.callback import LEGACY_COLUMNS
+from shared.contract import legacy
 
 
 def series(body: dict[str, Any]) -> dict[str, list[float]]:
     """Columns of a callback body, legacy (``result`` rows) or native (``columns``)."""
     if body.get("columns"):
         return body["columns"]
-    rows = body.get("result") or []
-    return {long: [r[short] for r in rows] for short, long in LEGACY_COLUMNS.items()}
+    return legacy.result_columns(body.get("result") or [])
 
 
 def label(body: dict[str, Any]) -> str:

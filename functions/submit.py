@@ -23,7 +23,10 @@ from pydantic import ValidationError
 
 from shared.delivery import callback, publisher
 from shared.delivery.messages import MessageTooLarge
-from shared.contract.job import Envelope, Job, LegacyRequest, error_list
+from shared.contract import legacy
+from shared.contract.envelope import Envelope
+from shared.contract.job import Job, error_list
+from shared.contract.legacy import LegacyRequest
 from shared.settings import get_settings
 
 log = logging.getLogger("submit")
@@ -167,7 +170,7 @@ def validate_native(body: dict[str, Any], cache: set[str] | None = None) -> Job:
         callback.resolve_target("native", job.callback_url)
     except callback.CallbackNotAllowed as exc:
         raise BadRequest([{"field": "callback_url", "error": str(exc)}])
-    from shared.engine import catalog  # imports PyBaMM: only native jobs pay for it
+    from shared.engine import kinds  # imports PyBaMM on first check: only native jobs pay for it
 
     key = None
     if cache is not None:  # sweep members differing only in numbers share one PyBaMM check
@@ -176,7 +179,7 @@ def validate_native(body: dict[str, Any], cache: set[str] | None = None) -> Job:
             + ",".join(sorted(job.parameters))
         if key in cache:
             return job
-    errors = catalog.check(job)
+    errors = kinds.check(job)
     if errors:
         raise BadRequest(errors)
     if key is not None:
@@ -209,9 +212,12 @@ def health(request):
     return _reply(200, {"status": "ok"})
 
 
+def _legacy_route(kind: str) -> Callable:
+    return lambda request: submit_legacy(request, kind)
+
+
 ROUTES: dict[str, dict[str, Callable]] = {
-    "/cell/simulate": {"POST": lambda r: submit_legacy(r, "cell")},
-    "/drivecycle/simulate": {"POST": lambda r: submit_legacy(r, "driveCycle")},
+    **{path: {"POST": _legacy_route(kind)} for path, kind in legacy.ROUTES.items()},
     "/jobs": {"POST": submit_native},
     "/sweeps": {"POST": submit_sweep},
     "/catalog": {"GET": catalog_view},

@@ -15,12 +15,18 @@ from datetime import datetime, timezone
 from typing import Any, Optional
 
 from shared.delivery import callback, messages
-from shared.engine import precompiled  # noqa: F401 - importing it checks SOLVER_COMPILE: a bad value stops start-up
+from shared.engine.errors import SimulationError
+from shared.engine.solver_process import SolverProcess
 from shared.settings import get_settings
-from shared.engine.solver_process import JobTimeout, SolverCrashed, SolverProcess
 
 log = logging.getLogger("worker")
 _solver: Optional[SolverProcess] = None
+
+
+def check_configuration() -> None:
+    """Called where the worker function starts (``main.py``): a bad setting, such as an
+    unknown ``SOLVER_COMPILE``, stops it there instead of failing each job."""
+    get_settings()
 
 
 def solver() -> SolverProcess:
@@ -83,20 +89,17 @@ def _simulate_and_report(envelope, target: str, attempt, fields, settings) -> di
     t0 = time.perf_counter()
     log.info("simulation started", extra={"fields": {**fields, "stage": "simulate"}})
     try:
-        reply = solver().run(envelope.job.model_dump(mode="json"), settings.job_time_budget_s)
-    except (JobTimeout, SolverCrashed) as exc:
-        reply = {"ok": False, "error": str(exc)}
-    elapsed = round(time.perf_counter() - t0, 4)
-    if reply["ok"]:
-        body = callback.body_for(envelope, started, _now(), attempt, result=reply["result"])
-        log.info("simulation finished", extra={"fields": {
-            **fields, "stage": "simulate", "elapsed_s": elapsed, "termination": body["termination"],
-            "cache": (reply["result"].get("timings") or {}).get("cache")}})
-    else:
-        body = callback.body_for(envelope, started, _now(), attempt, error=reply["error"])
+        result = solver().run(envelope.job, settings.job_time_budget_s)
+    except SimulationError as exc:
+        body = callback.body_for(envelope, started, _now(), attempt, error=str(exc))
         log.warning("simulation failed", extra={"fields": {
-            **fields, "stage": "simulate", "elapsed_s": elapsed, "error": reply["error"]}})
-    _send(target, body, envelope.job_id, attempt, fields, compress=envelope.kind == "native")
+            **fields, "stage": "simulate", "elapsed_s": round(time.perf_counter() - t0, 4), "error": str(exc)}})
+    else:
+        body = callback.body_for(envelope, started, _now(), attempt, result=result)
+        log.info("simulation finished", extra={"fields": {
+            **fields, "stage": "simulate", "elapsed_s": round(time.perf_counter() - t0, 4),
+            "termination": body["termination"], "cache": (result.get("timings") or {}).get("cache")}})
+    _send(target, body, envelope.job_id, attempt, fields, compress=callback.compressible(envelope.kind))
     return body
 
 

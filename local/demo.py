@@ -18,7 +18,7 @@ from cli.plots import plot_results
 from cli.receiver import Receiver
 from local.stack import REPO, Stack
 
-from shared.contract.job import JAVA_CELL, JAVA_DRIVE_CYCLE
+from shared.contract.legacy import JAVA_CELL, JAVA_DRIVE_CYCLE
 
 JAVA_REQUESTS = [("/cell/simulate", JAVA_CELL), ("/drivecycle/simulate", JAVA_DRIVE_CYCLE)]
 

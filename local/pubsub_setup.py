@@ -13,7 +13,7 @@ from google.protobuf import duration_pb2
 ACK_DEADLINE_S = 600  # longer than the longest job (the worker's limit is 540 s)
 
 
-def create(project: str, topic: str, push_endpoint: str, max_delivery_attempts: int = 5,
+def create(project: str, topic: str, push_endpoint: str, max_delivery_attempts: int,
            min_backoff_s: int = 2, max_backoff_s: int = 60) -> None:
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()

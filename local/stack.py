@@ -3,9 +3,9 @@
 
     python -m local.stack            # foreground; Ctrl-C stops every child
 
-Ports and URLs (environment variables): ``SUBMIT_PORT`` (8084), ``WORKER_PORT``
-(8086), ``PUBSUB_EMULATOR_PORT`` (8085), ``JOB_MANAGER_URL``
-(http://127.0.0.1:8083). Each child runs in its own process group, so stopping
+Ports, names and URLs come from ``shared.settings`` (``SUBMIT_PORT``,
+``WORKER_PORT``, ``PUBSUB_EMULATOR_PORT``, ``JOB_MANAGER_URL``,
+``GOOGLE_CLOUD_PROJECT``, ``PUBSUB_TOPIC``, ``MAX_DELIVERY_ATTEMPTS``). Each child runs in its own process group, so stopping
 the stack also stops the emulator's Java process (which outlives a killed
 ``gcloud`` parent).
 """
@@ -24,6 +24,9 @@ from pathlib import Path
 
 import requests
 
+from shared.settings import Settings
+
+_DEFAULTS = Settings.model_construct()  # the defaults alone (no environment)
 REPO = Path(__file__).resolve().parent.parent
 KIT_DRIVE_CYCLES = REPO.parent / "shared" / "data" / "drive_cycles"
 
@@ -58,29 +61,26 @@ def wait_for(url: str, timeout_s: float, proc: subprocess.Popen | None = None, w
 
 @dataclass
 class Stack:
-    project: str = "local-battery-sim"
-    topic: str = "simulation-jobs"
-    emulator_port: int = 8085
-    submit_port: int = 8084
-    worker_port: int = 8086
-    job_manager_url: str = "http://127.0.0.1:8083"
+    project: str = _DEFAULTS.google_cloud_project
+    topic: str = _DEFAULTS.pubsub_topic
+    emulator_port: int = _DEFAULTS.pubsub_emulator_port
+    submit_port: int = _DEFAULTS.submit_port
+    worker_port: int = _DEFAULTS.worker_port
+    job_manager_url: str = _DEFAULTS.job_manager_url
     worker_processes: int = 2
     worker_threads: int = 2
-    max_delivery_attempts: int = 5  # the subscription's dead-letter limit, and the worker's
+    max_delivery_attempts: int = _DEFAULTS.max_delivery_attempts  # the subscription's dead-letter limit, and the worker's
     log_dir: Path = REPO / ".stack"
     extra_env: dict = field(default_factory=dict)
     procs: dict = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, **overrides) -> "Stack":
-        env = os.environ
+        s = Settings()
         values = dict(
-            emulator_port=int(env.get("PUBSUB_EMULATOR_PORT", 8085)),
-            submit_port=int(env.get("SUBMIT_PORT", 8084)),
-            worker_port=int(env.get("WORKER_PORT", 8086)),
-            job_manager_url=env.get("JOB_MANAGER_URL", "http://127.0.0.1:8083"),
-            project=env.get("GOOGLE_CLOUD_PROJECT", "local-battery-sim"),
-            topic=env.get("PUBSUB_TOPIC", "simulation-jobs"),
+            emulator_port=s.pubsub_emulator_port, submit_port=s.submit_port, worker_port=s.worker_port,
+            job_manager_url=s.job_manager_url, project=s.google_cloud_project, topic=s.pubsub_topic,
+            max_delivery_attempts=s.max_delivery_attempts,
         )
         values.update(overrides)
         return cls(**values)

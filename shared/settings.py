@@ -1,7 +1,9 @@
 """Service configuration, read from the environment (pydantic-settings).
 
-Every port, URL and limit can be overridden by an environment variable of the
-same name in upper case, e.g. ``JOB_MANAGER_URL=http://127.0.0.1:8083``.
+The one place a setting is named: every module that needs one reads
+``get_settings()``. Every port, URL and limit can be overridden by an environment
+variable of the same name in upper case, e.g. ``JOB_MANAGER_URL=http://127.0.0.1:8083``.
+To add a setting: add a field here and a row to the README's Configuration table.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from typing import Literal
+
+from pydantic import field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -46,8 +51,33 @@ class Settings(BaseSettings):
     # (the subscription dead-letters after 5).
     max_delivery_attempts: int = 5
 
-    # Model cache in a warm instance
+    # Caches of a warm solver process: built models (the heavy ones), planned
+    # configurations and parameter sets (BPX documents included), all bounded in
+    # entries and together by one memory limit: least recently used entries go
+    # first while the process is above it.
     model_cache_entries: int = 8
+    plan_cache_entries: int = 64
+    parameter_cache_entries: int = 16
+    model_cache_max_rss_mb: float = 1200.0
+
+    # Precompiled solver functions (shared.engine.precompiled): auto | always | never
+    solver_compile: Literal["auto", "always", "never"] = "auto"
+    aot_dir: Path = REPO_ROOT / "aot"
+
+    # The local stack (local/stack.py): ports on 127.0.0.1
+    submit_port: int = 8084
+    worker_port: int = 8086
+    pubsub_emulator_port: int = 8085
+
+    @field_validator("solver_compile", mode="before")
+    @classmethod
+    def _compile_mode(cls, v):
+        aliases = {"": "auto", "1": "always", "true": "always", "yes": "always",
+                   "0": "never", "false": "never", "no": "never"}
+        v = aliases.get(str(v).strip().lower(), str(v).strip().lower())
+        if v not in ("auto", "always", "never"):
+            raise ValueError(f"SOLVER_COMPILE must be one of auto, always, never (got {v!r})")
+        return v
 
     @property
     def topic_path(self) -> str:

@@ -1,4 +1,4 @@
-"""Precompiled solver functions: built by ``python -m shared.engine.precompiled`` with
+"""Precompiled solver functions: built by ``python -m shared.engine.build_precompiled`` with
 portable flags, loaded (never compiled) on a worker for the configurations the
 manifest lists, and giving the same answer as CasADi's interpreter.
 
@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from shared.engine import precompiled
-from shared.settings import REPO_ROOT
+from shared.settings import REPO_ROOT, get_settings
 
 SPM = "native SPM constant current"
 
@@ -48,7 +48,7 @@ def _python(args, aot_dir, solver_compile="auto", timeout=300, path_first=None, 
 def spm_aot(tmp_path_factory):
     """An AOT directory holding the SPM constant-current configuration only."""
     aot = tmp_path_factory.mktemp("aot")
-    _python(["-m", "shared.engine.precompiled", "--only", SPM], aot)
+    _python(["-m", "shared.engine.build_precompiled", "--only", SPM], aot)
     return aot
 
 
@@ -127,11 +127,17 @@ def test_a_manifest_from_another_pybamm_version_is_ignored(tmp_path):
 
 
 def test_solver_compile_setting_is_checked(monkeypatch):
+    get_settings.cache_clear()
     monkeypatch.setenv("SOLVER_COMPILE", "sometimes")
     with pytest.raises(ValueError, match="auto, always, never"):
         precompiled.mode()
     monkeypatch.setenv("SOLVER_COMPILE", "never")
-    assert precompiled.use_compiled("anything") is False
+    get_settings.cache_clear()
+    try:
+        assert precompiled.use_compiled("anything") is False
+    finally:
+        monkeypatch.delenv("SOLVER_COMPILE")
+        get_settings.cache_clear()
 
 
 def test_a_bad_solver_compile_stops_the_functions_at_start_up():

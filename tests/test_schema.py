@@ -3,7 +3,9 @@
 import pytest
 from pydantic import ValidationError
 
-from shared.contract.job import DRIVE_CYCLE_DEFAULT_INITIAL_SOC, Job, LegacyRequest, error_list
+from shared.contract.job import Job, error_list
+
+from shared.contract.legacy import DRIVE_CYCLE_DEFAULT_INITIAL_SOC, LegacyRequest
 from tests.conftest import JAVA_CELL, JAVA_DRIVE_CYCLE
 
 

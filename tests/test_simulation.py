@@ -9,8 +9,10 @@ import numpy as np
 import pybamm
 import pytest
 
+from shared.engine import cache as engine_cache
 from shared.engine import simulate as simulation
-from shared.contract.job import Job, LegacyRequest
+from shared.contract.job import Job
+from shared.contract.legacy import LegacyRequest
 from tests.conftest import JAVA_CELL, JAVA_DRIVE_CYCLE
 
 TOLERANCE_V = 1e-3
@@ -87,13 +89,30 @@ def test_impossible_cut_offs_fail_with_a_readable_reason():
 
 
 def test_cache_is_bounded_by_entries_and_memory():
-    cache = simulation.ModelCache(max_entries=2)
+    cache = engine_cache.LruCache("test", max_entries=2)
     for key in "abc":
-        cache.put(key, simulation._Entry(sim=None, built_s=0.0))
+        cache.put(key, object())
     assert len(cache) == 2 and cache.get("a") is None and cache.get("c") is not None
-    cache.trim_to_memory(max_rss_mb=0.0)  # any process is above 0 MB: keep only the newest
+    engine_cache.trim_to_memory(max_rss_mb=0.0, caches=(cache,))  # any process is above 0 MB: keep only the newest
     assert len(cache) == 1
-    assert simulation.rss_mb() > 10
+    assert engine_cache.rss_mb() > 10
+
+
+def test_parameter_sets_and_bpx_documents_share_the_bounded_caches_and_the_memory_policy(monkeypatch):
+    """Every distinct parameter set (a BPX document is one) is an entry of a bounded
+    cache: a warm worker does not keep them for good."""
+    monkeypatch.setattr(engine_cache.PARAMETER_SETS, "max_entries", 2)
+    engine_cache.PARAMETER_SETS.clear()
+    for name in ("Chen2020", "Marquis2019", "Mohtat2020"):
+        simulation.simulate(Job.model_validate({"model": {"name": "SPM"}, "parameter_set": name,
+                                                "conditions": {"initial_soc": 0.8},
+                                                "protocol": {"type": "constant_current", "c_rate": 1,
+                                                             "duration_s": 60}}))
+    assert len(engine_cache.PARAMETER_SETS) == 2
+    assert engine_cache.PARAMETER_SETS.get("Chen2020") is None  # the least recently used went
+    assert engine_cache.PARAMETER_SETS in engine_cache.ALL and engine_cache.MODELS in engine_cache.ALL
+    engine_cache.trim_to_memory(max_rss_mb=0.0)  # the one policy: every cache down to its newest entry
+    assert [len(c) for c in engine_cache.ALL] == [1, 1, 1]
 
 
 def test_a_job_without_initial_soc_does_not_inherit_the_previous_jobs_soc():

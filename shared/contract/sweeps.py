@@ -25,7 +25,7 @@ from typing import Any, Literal, Optional, Union
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.contract.job import LIMITS
+from shared.contract.limits import LIMITS
 
 Scalar = Union[float, int, str, bool]
 

@@ -20,17 +20,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from shared.contract import legacy
+from shared.contract.envelope import Envelope
 from shared.delivery import signing
-from shared.contract.job import Envelope
 from shared.settings import Settings, get_settings
 
-LEGACY_PATHS = {"cell": "/simulateCell", "driveCycle": "/simulateDriveCycle"}
-LEGACY_COLUMNS = {
-    "time": "Time [s]",
-    "voltage": "Voltage [V]",
-    "current": "Current [A]",
-    "dcap": "Discharge capacity [A.h]",
-}
 RETRY_STATUSES = (408, 425, 429, 500, 502, 503, 504)
 # Printable ASCII except "%" and space: kept as-is in header values; anything else
 # (non-ASCII, control characters) is percent-encoded, so any job id can travel in
@@ -58,8 +52,8 @@ def resolve_target(kind: str, requested_url: Optional[str], settings: Settings |
     settings = settings or get_settings()
     base = settings.job_manager_url.rstrip("/")
     if requested_url is None:
-        if kind in LEGACY_PATHS:
-            return base + LEGACY_PATHS[kind]
+        if legacy.is_legacy(kind):
+            return base + legacy.CALLBACK_PATHS[kind]
         return base + settings.native_callback_path
     if not _allowed(requested_url, settings.allowlist):
         raise CallbackNotAllowed(
@@ -121,12 +115,8 @@ def body_for(envelope: Envelope, started_at: str, finished_at: str, attempt: Opt
             "error": None,
         }
     )
-    if envelope.kind in LEGACY_PATHS:
-        cols = result.get("columns", {})
-        n = len(cols.get("Time [s]", []))
-        body["result"] = [
-            {short: cols[long][k] for short, long in LEGACY_COLUMNS.items()} for k in range(n)
-        ]
+    if legacy.is_legacy(envelope.kind):
+        body["result"] = legacy.result_rows(result.get("columns", {}))
     else:
         if "columns" in result:
             body["columns"] = result["columns"]
@@ -134,6 +124,11 @@ def body_for(envelope: Envelope, started_at: str, finished_at: str, attempt: Opt
             body["cycles"] = result["cycles"]
         body["notes"] = result.get("notes", [])
     return body
+
+
+def compressible(kind: Optional[str]) -> bool:
+    """Large native callbacks may be gzip-compressed; the Job Manager's legacy ones never are."""
+    return not legacy.is_legacy(kind)
 
 
 def failure_body(job_id: str, kind: Optional[str], error: str, attempt: Optional[int]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 from pydantic import ValidationError
 
-from shared.contract.job import Envelope
+from shared.contract.envelope import Envelope
 
 # Pub/Sub accepts 10 MB, but the Eventarc event that triggers a 2nd-gen function
 # is limited to 512 KB; jobs stay far below that.

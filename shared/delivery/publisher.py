@@ -6,7 +6,7 @@ import threading
 from typing import Iterable
 
 from shared.delivery.messages import encode
-from shared.contract.job import Envelope
+from shared.contract.envelope import Envelope
 from shared.settings import get_settings
 
 _client = None

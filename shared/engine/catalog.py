@@ -15,11 +15,15 @@ os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
 
 import pybamm  # noqa: E402
 
-from shared.engine import drive_cycles  # noqa: E402
-from shared.contract.job import DEFAULT_OUTPUTS, LIMITS, Job  # noqa: E402
-from shared.engine.simulate import MODELS  # noqa: E402
+from shared.contract.job import DEFAULT_OUTPUTS, Job  # noqa: E402
+from shared.contract.limits import LIMITS  # noqa: E402
+from shared.engine import drive_cycles, protocols  # noqa: E402
+from shared.engine.errors import short as _short  # noqa: E402
+from shared.engine.models import MODELS  # noqa: E402
 
-# Parameter sets checked to solve with SPM, SPMe and DFN (tests/test_matrix.py).
+# The parameter sets offered. tests/test_native.py compares five of them (Chen2020,
+# Marquis2019, Mohtat2020, NCA_Kim2011, Prada2013) with a direct PyBaMM solve for
+# SPM, SPMe and DFN.
 PARAMETER_SETS = (
     "Chen2020", "Marquis2019", "Ecker2015", "OKane2022", "ORegan2022",
     "Mohtat2020", "Prada2013", "NCA_Kim2011", "Ai2020",
@@ -84,49 +88,8 @@ def check(job: Job) -> list[dict[str, str]]:
                 errors.append({"field": "outputs.variables",
                                "error": f"{var!r} is not a scalar (0-D) variable"})
 
-    protocol = job.protocol
-    if protocol.type == "experiment":
-        try:
-            experiment = pybamm.Experiment(list(protocol.steps))
-        except Exception as exc:  # noqa: BLE001
-            errors.append({"field": "protocol.steps", "error": f"PyBaMM cannot parse it: {_short(exc)}"})
-        else:
-            errors += _step_limits(experiment, protocol.cycles)
-    elif protocol.type == "drive_cycle" and protocol.name is not None:
-        if protocol.name not in drive_cycles.REGISTRY:
-            errors.append({"field": "protocol.name",
-                           "error": f"unknown drive cycle; registered: {sorted(drive_cycles.REGISTRY)}"})
-        elif drive_cycles.find(protocol.name) is None:
-            errors.append({"field": "protocol.name",
-                           "error": f"not installed here; available: {drive_cycles.available()}"})
+    errors += job.protocol.check()
     return errors
-
-
-def _step_limits(experiment, cycles: int) -> list[dict[str, str]]:
-    """Rates and explicit durations of experiment steps within the service's limits."""
-    errors = []
-    total_s = 0.0
-    for k, step in enumerate(experiment.steps):
-        kind = type(step).__name__
-        value = step.value if isinstance(step.value, (int, float)) else None
-        if kind == "CRate" and value is not None and abs(value) > LIMITS["max_c_rate"]:
-            errors.append({"field": f"protocol.steps.{k}",
-                           "error": f"{abs(value):g}C is above the limit of {LIMITS['max_c_rate']:g}C"})
-        if kind == "Current" and value is not None and abs(value) > LIMITS["max_current_A"]:
-            errors.append({"field": f"protocol.steps.{k}",
-                           "error": f"{abs(value):g} A is above the limit of {LIMITS['max_current_A']:g} A"})
-        if getattr(step, "input_duration", None) is not None:
-            total_s += float(step.duration)
-    if total_s * cycles > LIMITS["max_duration_s"] * 10:
-        errors.append({"field": "protocol",
-                       "error": f"timed steps x cycles last {total_s * cycles / 3600:g} h; the limit is "
-                                f"{LIMITS['max_duration_s'] * 10 / 3600:g} h"})
-    return errors
-
-
-def _short(exc: BaseException, limit: int = 300) -> str:
-    text = " ".join(str(exc).split())
-    return text[:limit] if text else type(exc).__name__
 
 
 def catalog() -> dict[str, Any]:
@@ -136,7 +99,7 @@ def catalog() -> dict[str, Any]:
         "options": OPTIONS_OFFERED,
         "parameter_sets": list(PARAMETER_SETS),
         "drive_cycles": {"registered": sorted(drive_cycles.REGISTRY), "installed": drive_cycles.available()},
-        "protocols": ["constant_current", "experiment", "drive_cycle"],
+        "protocols": list(protocols.TYPES),
         "default_outputs": DEFAULT_OUTPUTS,
         "output_variables": variables,
         "limits": LIMITS,

@@ -1,11 +1,15 @@
-"""Runs the simulation core in a long-lived child process.
+"""Runs the engine in a long-lived child process.
 
-The child keeps the warm model cache between jobs. The parent waits for each
-result with the job's time budget; if the budget runs out, or PyBaMM crashes the
-child (a segfault in a solver is not a Python exception), the child is killed
-and replaced, and the job fails with a readable reason instead of taking the
-whole instance down. IDAKLU holds the GIL while it solves, so only a separate
-process can be stopped mid-solve.
+The child keeps the warm caches between jobs. The parent waits for each result
+with the job's time budget; if the budget runs out, or PyBaMM crashes the child (a
+segfault in a solver is not a Python exception), the child is killed and replaced,
+and the job fails with a readable reason instead of taking the whole instance down.
+IDAKLU holds the GIL while it solves, so only a separate process can be stopped
+mid-solve.
+
+The boundary is typed: ``run`` takes a ``Job`` and returns its result, or raises
+``SimulationError`` (``JobTimeout`` and ``SolverCrashed`` are kinds of it) whose
+message is safe to show the caller.
 """
 
 from __future__ import annotations
@@ -16,14 +20,16 @@ import threading
 import time
 from typing import Any, Optional
 
+from shared.engine.errors import SimulationError
+
 log = logging.getLogger(__name__)
 
 
-class JobTimeout(Exception):
+class JobTimeout(SimulationError):
     pass
 
 
-class SolverCrashed(Exception):
+class SolverCrashed(SimulationError):
     pass
 
 
@@ -31,23 +37,22 @@ def _serve(conn) -> None:  # runs in the child
     from shared import logs
 
     logs.configure()
-    from shared.engine import simulate as simulation
-    from shared.contract.job import Job
+    from shared.engine import kinds, precompiled
 
-    conn.send({"ready": True})
+    precompiled.install()
+    conn.send("ready")
     while True:
         try:
-            request = conn.recv()
+            job = conn.recv()
         except EOFError:
             return
         try:
-            job = Job.model_validate(request)
-            conn.send({"ok": True, "result": simulation.simulate(job)})
-        except simulation.SimulationError as exc:
-            conn.send({"ok": False, "error": str(exc)})
+            conn.send((True, kinds.simulate(job)))
+        except SimulationError as exc:
+            conn.send((False, str(exc)))
         except Exception as exc:  # noqa: BLE001 - reported as a failed job, never a stack trace
             logging.getLogger(__name__).exception("simulation crashed")
-            conn.send({"ok": False, "error": f"internal simulation error ({type(exc).__name__})"})
+            conn.send((False, f"internal simulation error ({type(exc).__name__})"))
 
 
 class SolverProcess:
@@ -83,8 +88,8 @@ class SolverProcess:
             self._conn.close()
         self._proc = self._conn = None
 
-    def run(self, job: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        """``{"ok": True, "result": ...}`` or ``{"ok": False, "error": ...}``."""
+    def run(self, job, timeout_s: float) -> dict[str, Any]:
+        """The result of one job (a ``shared.contract.job.Job``); raises ``SimulationError``."""
         with self._lock:
             if self._proc is None or not self._proc.is_alive():
                 self._stop()
@@ -100,13 +105,15 @@ class SolverProcess:
                 if not ready:
                     self._stop()
                     raise JobTimeout(f"timeout: the simulation exceeded this service's {timeout_s:g} s time budget")
-                reply = self._conn.recv()
+                ok, value = self._conn.recv()
             except (EOFError, OSError) as exc:
                 code = self._proc.exitcode if self._proc is not None else None
                 self._stop()
                 raise SolverCrashed(f"the solver process crashed (exit code {code})") from exc
             self.jobs_run += 1
-            return reply
+            if not ok:
+                raise SimulationError(value)
+            return value
 
     @property
     def pid(self) -> Optional[int]:

@@ -1,0 +1,39 @@
+"""The service's published limits and the strict base of every job model.
+
+No imports beyond pydantic: the contract, the protocols and the submit function
+read these without loading PyBaMM.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict
+
+# Service limits (also published by the catalog endpoint).
+LIMITS = {
+    "max_duration_s": 48 * 3600.0,
+    "max_cycles": 500,
+    "max_experiment_steps": 50,
+    "max_drive_cycle_points": 20_000,
+    "max_drive_cycle_duration_s": 48 * 3600.0,
+    "max_output_points": 20_000,
+    "max_current_A": 500.0,
+    "max_c_rate": 20.0,
+    "max_sweep_members": 1000,
+}
+
+VOLTAGE_RANGE_V = (0.5, 5.5)
+
+
+class Strict(BaseModel):
+    """A part of a native job: unknown properties are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def finite(v: Optional[float], name: str) -> Optional[float]:
+    if v is not None and not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number")
+    return v
