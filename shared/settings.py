@@ -68,6 +68,21 @@ class Settings(BaseSettings):
     submit_port: int = 8084
     worker_port: int = 8086
     pubsub_emulator_port: int = 8085
+    firestore_emulator_port: int = 8087
+
+    # The job store (Firestore; FIRESTORE_EMULATOR_HOST points the client at the emulator)
+    firestore_database: str = "(default)"
+    jobs_collection: str = "jobs"
+    sweeps_collection: str = "sweeps"
+    retention_days: float = 30.0  # each record's expireAt; a Firestore TTL policy deletes it then
+    store_timeout_s: float = 10.0  # one store call; beyond it submit answers 503, the worker nacks
+
+    # The Java Job Manager's routes answer synchronously (the original service's body)
+    # unless the request says "Prefer: respond-async" or this is false (then: 202 at once).
+    legacy_sync_reply: bool = True
+    legacy_wait_s: float = 45.0  # below OpenFeign's 60 s read time-out
+    max_prefer_wait_s: float = 60.0  # the longest "Prefer: wait=N" honoured on native jobs
+    legacy_callbacks: bool = True  # also POST legacy results to /simulateCell, /simulateDriveCycle
 
     @field_validator("solver_compile", mode="before")
     @classmethod
