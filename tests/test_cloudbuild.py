@@ -1,15 +1,19 @@
 """Offline checks of ``cloudbuild.yaml``.
 
 The Google Cloud control plane (Cloud Build, Cloud Functions, Eventarc, Pub/Sub,
-Secret Manager) cannot run here, so this file validates the build config offline:
+Secret Manager, Firestore, IAM) cannot run here, so this file validates the build
+config offline:
 
 * the YAML is read with PyYAML and its steps, flags, substitutions and step order
   are checked against the repository (entry points in ``main.py``, files the
   steps name, the service's settings);
+* the Firestore step's script runs under bash with ``gcloud`` replaced by a shell
+  function that records each call and answers as a fresh project, a re-run or a
+  failing project would (no gcloud needed);
 * the gcloud CLI, run with an empty configuration directory (no account, no GCE
   metadata credentials, API endpoints pointed at a closed local port), parses the
-  file and the deploy commands' flags; every command then stops at "no active
-  account", so nothing reaches Google Cloud.
+  file, the deploy commands' flags and the Firestore step's commands; every command
+  then stops at "no active account", so nothing reaches Google Cloud.
 
 The ``test_gcloud_*`` tests need ``gcloud`` on PATH and fail (not skip) without
 it. Cloud Build's unit-test step deselects them: its python:3.11 image has no
@@ -80,7 +84,7 @@ def shell_commands(script: str) -> list[list[str]]:
             words = shlex.split(line)
             commands.append(words)
             for w in words:  # name="$(command ...)": the command too
-                m = re.fullmatch(r"\w+=\$\((.*)\)", w)
+                m = re.fullmatch(r"\w+=\$\((.*)\);?", w)
                 if m:
                     commands.append(shlex.split(m.group(1)))
     return commands
@@ -185,7 +189,8 @@ def offline_gcloud_env(config_dir: Path) -> dict[str, str]:
         "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",  # no metadata-server credentials either
         "CLOUDSDK_CORE_PROJECT": "offline-check",
     })
-    for api in ("CLOUDBUILD", "CLOUDFUNCTIONS", "EVENTARC", "PUBSUB"):
+    for api in ("CLOUDBUILD", "CLOUDFUNCTIONS", "EVENTARC", "PUBSUB", "FIRESTORE",
+                "CLOUDRESOURCEMANAGER"):
         env[f"CLOUDSDK_API_ENDPOINT_OVERRIDES_{api}"] = "http://127.0.0.1:9/"
     return env
 
@@ -229,7 +234,34 @@ def test_submit_function_is_http_and_not_public():
     assert flags.get("--trigger-http") is True
     assert flags.get("--no-allow-unauthenticated") is True
     assert "--allow-unauthenticated" not in flags
-    assert seconds(flags["--timeout"]) <= 60
+    assert seconds(flags["--timeout"]) <= 3600  # the longest an HTTP 2nd-gen function may run
+
+
+def setting_default(name: str):
+    from shared.settings import Settings
+
+    return Settings.model_fields[name].default
+
+
+def test_submit_function_outlasts_the_longest_synchronous_wait():
+    # A submit request may wait for the outcome (LEGACY_WAIT_S, or Prefer: wait=N up to
+    # MAX_PREFER_WAIT_S) and then read the store (one call: STORE_TIMEOUT_S).
+    _, flags = deploys()["submit_job"]
+    longest_wait = max(setting_default("legacy_wait_s"), setting_default("max_prefer_wait_s"))
+    assert longest_wait >= 60
+    assert seconds(flags["--timeout"]) > longest_wait + setting_default("store_timeout_s")
+
+
+def test_submit_function_serves_many_requests_per_instance():
+    # A waiting request costs no CPU; per-instance concurrency above 1 needs at least 1 vCPU.
+    _, flags = deploys()["submit_job"]
+    assert int(flags["--concurrency"]) > 1
+    assert float(flags["--cpu"]) >= 1
+
+
+def test_worker_runs_one_simulation_per_instance():
+    _, flags = deploys()["run_simulation"]
+    assert flags["--concurrency"] == "1"
 
 
 def test_worker_is_triggered_by_the_topic_and_retried():
@@ -294,13 +326,17 @@ def test_environment_variables_and_secrets_are_settings_the_service_reads():
 
     read_elsewhere = {"PYBAMM_DISABLE_TELEMETRY"}  # read by PyBaMM itself
     required = {"JOB_MANAGER_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC",
-                "CALLBACK_URL_ALLOWLIST", "JOB_TIME_BUDGET_S", "PYBAMM_DISABLE_TELEMETRY"}
+                "CALLBACK_URL_ALLOWLIST", "JOB_TIME_BUDGET_S", "PYBAMM_DISABLE_TELEMETRY",
+                "FIRESTORE_DATABASE", "RETENTION_DAYS"}
     for entry_point, (_, flags) in deploys().items():
         names = env_var_names(flags["--set-env-vars"])
         assert required <= set(names), (entry_point, required - set(names))
         for name in set(names) - read_elsewhere:
             assert name.lower() in Settings.model_fields, f"{name} is not a Settings field"
         assert "PYBAMM_DISABLE_TELEMETRY=true" in flags["--set-env-vars"]
+        # both functions use the database the firestore step sets up, with the build's retention
+        assert "FIRESTORE_DATABASE=${_FIRESTORE_DATABASE}" in flags["--set-env-vars"].split("|")
+        assert "RETENTION_DAYS=${_RETENTION_DAYS}" in flags["--set-env-vars"].split("|")
     _, worker = deploys()["run_simulation"]
     assert worker["--set-secrets"] == "CALLBACK_SIGNING_KEY=${_SIGNING_SECRET}:latest"
     submit_step, _ = deploys()["submit_job"]
@@ -343,8 +379,17 @@ def test_every_substitution_used_is_defined_and_every_defined_one_is_used():
     for name in ("_REGION", "_TOPIC", "_SUBMIT_FUNCTION", "_WORKER_FUNCTION", "_WORKER_MEMORY",
                  "_WORKER_MAX_INSTANCES", "_SUBMIT_MAX_INSTANCES", "_JOB_MANAGER_URL",
                  "_SIGNING_SECRET", "_API_KEY_SECRET", "_CALLBACK_URL_ALLOWLIST",
-                 "_JOB_TIME_BUDGET_S"):
+                 "_JOB_TIME_BUDGET_S", "_FIRESTORE_DATABASE", "_FIRESTORE_LOCATION",
+                 "_RETENTION_DAYS"):
         assert name in defined, name
+
+
+def test_job_store_substitution_defaults_match_the_service_defaults():
+    subs = load_config()["substitutions"]
+    assert subs["_FIRESTORE_DATABASE"] == setting_default("firestore_database") == "(default)"
+    assert float(subs["_RETENTION_DAYS"]) == setting_default("retention_days") == 30
+    # empty: the database goes to _REGION (checked in test_firestore_step_on_a_fresh_project)
+    assert subs["_FIRESTORE_LOCATION"] == ""
 
 
 def test_drive_cycles_are_fetched_before_any_deploy_and_before_the_unit_tests():
@@ -418,6 +463,252 @@ def test_build_timeout_leaves_room_for_install_tests_and_deploys():
 
 
 # --------------------------------------------------------------------------
+# The job store (Firestore) step, run with a fake gcloud
+# --------------------------------------------------------------------------
+# A shell function that shadows gcloud: it appends each call's words (separated by
+# \x1f) to $FAKE_GCLOUD_LOG and answers like a project in which
+#   FAKE_DB_TYPE      the database exists in this mode (empty: it does not exist),
+#   FAKE_TTL_SET      expireAt already is each collection group's TTL field (if non-empty),
+#   FAKE_INDEX_ERRORS a file: each line is the error of the next index create (then: success).
+# With FAKE_GCLOUD_REAL set to a file it also runs the real gcloud and appends its output.
+FAKE_GCLOUD = r"""
+gcloud() {
+  local arg group="" rc=0 msg
+  for arg in "$@"; do printf '%s\x1f' "$arg"; done >> "$FAKE_GCLOUD_LOG"
+  printf '\n' >> "$FAKE_GCLOUD_LOG"
+  if [[ -n "${FAKE_GCLOUD_REAL:-}" ]]; then
+    printf '>>> gcloud %s\n' "$*" >> "$FAKE_GCLOUD_REAL"
+    command gcloud "$@" < /dev/null >> "$FAKE_GCLOUD_REAL" 2>&1 && rc=0 || rc=$?
+    printf '<<< rc=%s\n' "$rc" >> "$FAKE_GCLOUD_REAL"
+  fi
+  for arg in "$@"; do [[ "$arg" == --collection-group=* ]] && group="${arg#*=}"; done
+  case "$1 $2 $3 ${4:-}" in
+    "firestore databases describe "*)
+      if [[ -z "${FAKE_DB_TYPE:-}" ]]; then echo "NOT_FOUND: database does not exist" >&2; return 1; fi
+      echo "$FAKE_DB_TYPE" ;;
+    "firestore fields ttls list")
+      if [[ -n "${FAKE_TTL_SET:-}" ]]; then
+        echo "projects/p/databases/d/collectionGroups/${group}/fields/expireAt"
+      fi ;;
+    "firestore indexes composite create")
+      if [[ -s "${FAKE_INDEX_ERRORS:-/dev/null}" ]]; then
+        msg="$(head -n 1 "$FAKE_INDEX_ERRORS")"
+        tail -n +2 "$FAKE_INDEX_ERRORS" > "$FAKE_INDEX_ERRORS.rest"
+        mv "$FAKE_INDEX_ERRORS.rest" "$FAKE_INDEX_ERRORS"
+        echo "ERROR: (gcloud.firestore.indexes.composite.create) $msg" >&2
+        return 1
+      fi ;;
+  esac
+  return 0
+}
+sleep() { :; }
+"""
+
+RUNTIME_DEFAULT_SA = "$PROJECT_NUMBER-compute@developer.gserviceaccount.com"
+EXPECTED_INDEXES = {  # the list and sweep queries in shared/store/jobs.py
+    ("field-path=status,order=ascending", "field-path=submittedAt,order=descending"),
+    ("field-path=sweep.sweepId,order=ascending", "field-path=submittedAt,order=descending"),
+    ("field-path=sweep.sweepId,order=ascending", "field-path=status,order=ascending"),
+}
+
+
+def firestore_step_index() -> int:
+    steps = load_config()["steps"]
+    (index,) = [i for i, s in enumerate(steps)
+                if gcloud_calls(step_script(s), "firestore", "databases", "create")]
+    return index
+
+
+def substitution_values(**overrides: str) -> dict[str, str]:
+    values = dict(load_config()["substitutions"], PROJECT_ID="offline-check", PROJECT_NUMBER="123",
+                  _JOB_MANAGER_URL="https://job-manager.example.org")
+    values.update(overrides)
+    return values
+
+
+def run_step_with_fake_gcloud(step: dict, tmp_path: Path, values: dict[str, str], *,
+                              env: dict[str, str] | None = None, db_type: str = "",
+                              ttl_set: bool = False, index_errors: tuple[str, ...] = (),
+                              real_gcloud_log: Path | None = None):
+    """Run a step's script as Cloud Build would, with the fake gcloud; (result, calls)."""
+    log = tmp_path / "gcloud-calls.log"
+    log.write_text("")
+    errors = tmp_path / "index-errors.txt"
+    errors.write_text("".join(e + "\n" for e in index_errors))
+    run_env = dict(env if env is not None else os.environ)
+    for item in step.get("env", []):
+        name, _, value = with_substitutions(item, values).partition("=")
+        run_env[name] = value
+    run_env.update(FAKE_GCLOUD_LOG=str(log), FAKE_DB_TYPE=db_type, FAKE_TTL_SET="1" if ttl_set else "",
+                   FAKE_INDEX_ERRORS=str(errors), FAKE_GCLOUD_REAL=str(real_gcloud_log or ""))
+    script = FAKE_GCLOUD + with_substitutions(step_script(step), values)
+    try:
+        result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=run_env,
+                                capture_output=True, text=True, timeout=GCLOUD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"{step['id']} did not finish in {GCLOUD_TIMEOUT_S} s: {exc}")
+    calls = [line.split("\x1f")[:-1] for line in log.read_text().splitlines()]
+    return result, calls
+
+
+def calls_of(calls: list[list[str]], *subcommand: str) -> list[list[str]]:
+    n = len(subcommand)
+    return [c[n:] for c in calls if tuple(c[:n]) == subcommand]
+
+
+def runtime_service_accounts_in_config() -> set[str]:
+    """The account each deployed function runs as, as the config writes it (the default
+    compute account unless the deploy sets one)."""
+    return {flags.get("--service-account") or flags.get("--run-service-account") or RUNTIME_DEFAULT_SA
+            for _, flags in deploys().values()}
+
+
+def runtime_service_accounts(values: dict[str, str]) -> set[str]:
+    return {with_substitutions(a, values) for a in runtime_service_accounts_in_config()}
+
+
+def test_firestore_step_runs_after_the_unit_tests_and_before_every_deploy():
+    steps = load_config()["steps"]
+    index = firestore_step_index()
+    unit_tests = next(s["id"] for s in steps if "python -m pytest" in step_script(s))
+    assert unit_tests in step_prerequisites(steps, index)
+    deploy_steps = [i for i, s in enumerate(steps) if gcloud_calls(step_script(s), "functions", "deploy")]
+    assert len(deploy_steps) == 2
+    for i in deploy_steps:
+        assert steps[index]["id"] in step_prerequisites(steps, i), steps[i]["id"]
+
+
+def test_firestore_step_grants_the_runtime_accounts_datastore_user():
+    script = step_script(load_config()["steps"][firestore_step_index()])
+    bindings = [flags_of(c) for c in gcloud_calls(script, "projects", "add-iam-policy-binding")]
+    granted = {b["--member"] for b in bindings if b.get("--role") == "roles/datastore.user"}
+    for account in runtime_service_accounts_in_config():
+        assert f"serviceAccount:{account}" in granted, (account, granted)
+    for b in bindings:
+        assert b.get("--condition") == "None", b  # no prompt about conditional bindings
+
+
+def test_firestore_step_on_a_fresh_project(tmp_path):
+    step = load_config()["steps"][firestore_step_index()]
+    values = substitution_values()
+    result, calls = run_step_with_fake_gcloud(step, tmp_path, values)
+    assert result.returncode == 0, result.stdout + result.stderr
+    db = "(default)"
+    # the database: created in Native mode, in _REGION when _FIRESTORE_LOCATION is empty
+    (create,) = calls_of(calls, "firestore", "databases", "create")
+    assert flags_of(create) == {"--database": db, "--location": values["_REGION"],
+                                "--type": "firestore-native"}
+    # TTL on expireAt for the jobs, the sweeps and the result chunks
+    ttls = calls_of(calls, "firestore", "fields", "ttls", "update")
+    groups = set()
+    for call in ttls:
+        flags = flags_of(call)
+        assert call[0] == "expireAt", call
+        assert flags.get("--enable-ttl") is True and "--disable-ttl" not in flags, call
+        assert flags["--database"] == db, call
+        groups.add(flags["--collection-group"])
+    assert groups == {setting_default("jobs_collection"), setting_default("sweeps_collection"), "chunks"}
+    assert len(ttls) == 3
+    # the composite indexes on jobs
+    indexes = set()
+    for call in calls_of(calls, "firestore", "indexes", "composite", "create"):
+        flags = flags_of(call)
+        assert flags["--collection-group"] == setting_default("jobs_collection"), call
+        assert flags["--database"] == db, call
+        assert flags.get("--query-scope", "collection") == "collection", call
+        indexes.add(tuple(w.partition("=")[2] for w in call if w.startswith("--field-config=")))
+    assert indexes == EXPECTED_INDEXES
+    # roles/datastore.user for the account each function runs as
+    granted = set()
+    for call in calls_of(calls, "projects", "add-iam-policy-binding"):
+        flags = flags_of(call)
+        assert call[0] == "offline-check", call
+        if flags.get("--role") == "roles/datastore.user":
+            granted.add(flags["--member"])
+    assert {f"serviceAccount:{a}" for a in runtime_service_accounts(values)} <= granted
+    assert "serviceAccount:123-compute@developer.gserviceaccount.com" in granted
+
+
+def test_firestore_step_uses_the_configured_database_and_location(tmp_path):
+    step = load_config()["steps"][firestore_step_index()]
+    values = substitution_values(_FIRESTORE_DATABASE="battery-jobs", _FIRESTORE_LOCATION="eur3")
+    result, calls = run_step_with_fake_gcloud(step, tmp_path, values)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (create,) = calls_of(calls, "firestore", "databases", "create")
+    assert flags_of(create)["--location"] == "eur3"
+    firestore_calls = calls_of(calls, "firestore")
+    assert len(firestore_calls) >= 1 + 1 + 3 + 3  # describe, create, TTLs, indexes
+    for call in firestore_calls:
+        assert flags_of(call).get("--database") == "battery-jobs", call
+
+
+def test_firestore_step_rerun_changes_nothing_and_tolerates_existing_indexes(tmp_path):
+    step = load_config()["steps"][firestore_step_index()]
+    result, calls = run_step_with_fake_gcloud(
+        step, tmp_path, substitution_values(), db_type="FIRESTORE_NATIVE", ttl_set=True,
+        index_errors=("ALREADY_EXISTS: index already exists",) * 3)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls_of(calls, "firestore", "databases", "describe")
+    assert not calls_of(calls, "firestore", "databases", "create")
+    assert len(calls_of(calls, "firestore", "fields", "ttls", "list")) == 3
+    assert not calls_of(calls, "firestore", "fields", "ttls", "update")
+    assert len(calls_of(calls, "firestore", "indexes", "composite", "create")) == 3
+    assert calls_of(calls, "projects", "add-iam-policy-binding")
+
+
+def test_firestore_step_retries_index_contention(tmp_path):
+    step = load_config()["steps"][firestore_step_index()]
+    result, calls = run_step_with_fake_gcloud(
+        step, tmp_path, substitution_values(), db_type="FIRESTORE_NATIVE",
+        index_errors=("ABORTED: Please retry, underlying data changed",))
+    assert result.returncode == 0, result.stdout + result.stderr
+    creates = calls_of(calls, "firestore", "indexes", "composite", "create")
+    assert len(creates) == 4 and creates[0] == creates[1]
+
+
+def test_firestore_step_fails_on_any_other_index_error(tmp_path):
+    step = load_config()["steps"][firestore_step_index()]
+    result, calls = run_step_with_fake_gcloud(
+        step, tmp_path, substitution_values(), db_type="FIRESTORE_NATIVE",
+        index_errors=("PERMISSION_DENIED: missing datastore.indexes.create",))
+    assert result.returncode != 0
+    assert "PERMISSION_DENIED" in result.stderr
+    assert len(calls_of(calls, "firestore", "indexes", "composite", "create")) == 1
+
+
+def test_firestore_step_refuses_a_datastore_mode_database(tmp_path):
+    step = load_config()["steps"][firestore_step_index()]
+    result, calls = run_step_with_fake_gcloud(step, tmp_path, substitution_values(),
+                                              db_type="DATASTORE_MODE")
+    assert result.returncode != 0
+    assert "Native" in result.stderr
+    assert not calls_of(calls, "firestore", "databases", "create")
+    assert not calls_of(calls, "firestore", "fields", "ttls", "update")
+
+
+@pytest.mark.parametrize("override, message", [
+    ({}, None),
+    ({"_RETENTION_DAYS": "0"}, "_RETENTION_DAYS"),
+    ({"_RETENTION_DAYS": "thirty"}, None),
+    ({"_FIRESTORE_DATABASE": ""}, "_FIRESTORE_DATABASE"),
+    ({"_FIRESTORE_DATABASE": "a|b"}, "_FIRESTORE_DATABASE"),
+])
+def test_check_config_checks_the_job_store_settings(tmp_path, override, message):
+    import sys
+
+    steps = load_config()["steps"]
+    (step,) = [s for s in steps if s["id"] == "check-config"]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    result, _ = run_step_with_fake_gcloud(step, tmp_path, substitution_values(**override), env=env)
+    if not override:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0
+        if message:
+            assert message in result.stderr
+
+
+# --------------------------------------------------------------------------
 # gcloud itself, offline
 # --------------------------------------------------------------------------
 def test_gcloud_parses_the_config_offline(tmp_path):
@@ -469,3 +760,21 @@ def test_gcloud_accepts_the_deploy_flags_offline(tmp_path, api_key_secret):
         assert "(gcloud.functions.deploy)" in output, output
         assert not GCLOUD_FLAG_ERROR.search(output), f"{step['id']}: gcloud rejected a flag:\n{output}"
         assert NO_ACCOUNT.search(output), f"{step['id']}: expected an account error, got:\n{output}"
+
+
+def test_gcloud_accepts_the_firestore_commands_offline(tmp_path):
+    # The Firestore step as Cloud Build would run it (fresh-project answers from the
+    # fake, so every command is reached), each call also passed to the real gcloud:
+    # each must get past flag parsing and stop at the account check.
+    step = load_config()["steps"][firestore_step_index()]
+    real_log = tmp_path / "gcloud-output.log"
+    env = offline_gcloud_env(tmp_path / "gcloud-config")
+    result, calls = run_step_with_fake_gcloud(step, tmp_path, substitution_values(), env=env,
+                                              real_gcloud_log=real_log)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = real_log.read_text().split(">>> gcloud ")[1:]
+    assert len(outputs) == len(calls) >= 10
+    for output in outputs:
+        assert "<<< rc=0" not in output, output
+        assert not GCLOUD_FLAG_ERROR.search(output), f"gcloud rejected a flag:\n{output}"
+        assert NO_ACCOUNT.search(output), f"expected an account error, got:\n{output}"
