@@ -1,13 +1,22 @@
-"""The local stack: the official Pub/Sub emulator and both functions as real
-``functions-framework`` processes on 127.0.0.1.
+"""The local stack: the official Pub/Sub and Firestore emulators and both
+functions as real ``functions-framework`` processes on 127.0.0.1.
 
     python -m local.stack            # foreground; Ctrl-C stops every child
 
 Ports, names and URLs come from ``shared.settings`` (``SUBMIT_PORT``,
-``WORKER_PORT``, ``PUBSUB_EMULATOR_PORT``, ``JOB_MANAGER_URL``,
-``GOOGLE_CLOUD_PROJECT``, ``PUBSUB_TOPIC``, ``MAX_DELIVERY_ATTEMPTS``). Each child runs in its own process group, so stopping
-the stack also stops the emulator's Java process (which outlives a killed
-``gcloud`` parent).
+``WORKER_PORT``, ``PUBSUB_EMULATOR_PORT``, ``FIRESTORE_EMULATOR_PORT``,
+``JOB_MANAGER_URL``, ``GOOGLE_CLOUD_PROJECT``, ``PUBSUB_TOPIC``,
+``MAX_DELIVERY_ATTEMPTS``). Before starting, every port the stack binds is
+checked; a taken one fails at once, naming the port and its setting.
+
+Each child runs in its own process group, so stopping the stack also stops
+an emulator's Java process (which outlives a killed ``gcloud`` parent) and the
+worker's gunicorn workers and solver processes. Children also die with the
+stack however it ends (SIGKILL included): a small watchdog process (``_WATCHDOG``,
+in its own session) holds the read end of a pipe only the stack can write to;
+the stack tells it each child's process group, and when the pipe reaches EOF —
+the stack has exited, by whatever means — it SIGTERMs every group still
+registered and SIGKILLs it after a grace period.
 """
 
 from __future__ import annotations
@@ -46,6 +55,71 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class PortInUse(RuntimeError):
+    """A port the stack needs is already taken (``str()`` names each port and its setting)."""
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether ``host:port`` cannot be bound — as the servers bind it (SO_REUSEADDR,
+    so a port in TIME_WAIT still counts as free; a listener, on 127.0.0.1 or any
+    address, does not)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+# The watchdog: run as ``python -c _WATCHDOG GRACE_S`` with the read end of the
+# stack's pipe as stdin. Lines "+PGID" / "-PGID" register / forget a child's
+# process group. On EOF (the stack is gone, however it ended), SIGTERM or SIGHUP,
+# it SIGTERMs (and SIGCONTs, in case one is paused) every registered group, waits
+# up to GRACE_S for them to empty, then SIGKILLs what is left. Standard library only.
+_WATCHDOG = r"""
+import os, signal, sys, time
+grace = float(sys.argv[1])
+groups = set()
+
+def alive(g):
+    try:
+        os.killpg(g, 0)
+        return True
+    except OSError:
+        return False
+
+def finish(*_):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGCONT):
+        for g in groups:
+            try:
+                os.killpg(g, sig)
+            except OSError:
+                pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(alive(g) for g in groups):
+        time.sleep(0.1)
+    for g in groups:
+        try:
+            os.killpg(g, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(0)
+
+signal.signal(signal.SIGTERM, finish)
+signal.signal(signal.SIGHUP, finish)
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+for line in sys.stdin.buffer:
+    line = line.strip()
+    if line[:1] == b"+":
+        groups.add(int(line[1:]))
+    elif line[:1] == b"-":
+        groups.discard(int(line[1:]))
+finish()
+"""
+
+
 def wait_for(url: str, timeout_s: float, proc: subprocess.Popen | None = None, what: str = "") -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -63,7 +137,8 @@ def wait_for(url: str, timeout_s: float, proc: subprocess.Popen | None = None, w
 class Stack:
     project: str = _DEFAULTS.google_cloud_project
     topic: str = _DEFAULTS.pubsub_topic
-    emulator_port: int = _DEFAULTS.pubsub_emulator_port
+    emulator_port: int = _DEFAULTS.pubsub_emulator_port  # the Pub/Sub emulator
+    firestore_port: int = _DEFAULTS.firestore_emulator_port  # the Firestore emulator (the job store)
     submit_port: int = _DEFAULTS.submit_port
     worker_port: int = _DEFAULTS.worker_port
     job_manager_url: str = _DEFAULTS.job_manager_url
@@ -73,12 +148,16 @@ class Stack:
     log_dir: Path = REPO / ".stack"
     extra_env: dict = field(default_factory=dict)
     procs: dict = field(default_factory=dict)
+    watchdog_grace_s: float = 3.0  # after the stack is gone: SIGTERM, this long, then SIGKILL
+    _watchdog: subprocess.Popen | None = field(default=None, init=False, repr=False)
+    _watchdog_fd: int | None = field(default=None, init=False, repr=False)
 
     @classmethod
     def from_env(cls, **overrides) -> "Stack":
         s = Settings()
         values = dict(
-            emulator_port=s.pubsub_emulator_port, submit_port=s.submit_port, worker_port=s.worker_port,
+            emulator_port=s.pubsub_emulator_port, firestore_port=s.firestore_emulator_port,
+            submit_port=s.submit_port, worker_port=s.worker_port,
             job_manager_url=s.job_manager_url, project=s.google_cloud_project, topic=s.pubsub_topic,
             max_delivery_attempts=s.max_delivery_attempts,
         )
@@ -87,7 +166,8 @@ class Stack:
 
     @classmethod
     def on_free_ports(cls, **overrides) -> "Stack":
-        values = dict(emulator_port=free_port(), submit_port=free_port(), worker_port=free_port())
+        values = dict(emulator_port=free_port(), firestore_port=free_port(), submit_port=free_port(),
+                      worker_port=free_port())
         values.update(overrides)
         return cls(**values)
 
@@ -95,6 +175,10 @@ class Stack:
     @property
     def emulator_host(self) -> str:
         return f"127.0.0.1:{self.emulator_port}"
+
+    @property
+    def firestore_host(self) -> str:
+        return f"127.0.0.1:{self.firestore_port}"
 
     @property
     def submit_url(self) -> str:
@@ -108,6 +192,7 @@ class Stack:
         return {
             **os.environ,
             "PUBSUB_EMULATOR_HOST": self.emulator_host,
+            "FIRESTORE_EMULATOR_HOST": self.firestore_host,
             "GOOGLE_CLOUD_PROJECT": self.project,
             "PUBSUB_TOPIC": self.topic,
             "JOB_MANAGER_URL": self.job_manager_url,
@@ -119,17 +204,64 @@ class Stack:
         }
 
     # -- lifecycle ----------------------------------------------------------
+    def ports(self) -> dict[str, int]:
+        """Every port the stack binds on 127.0.0.1, by the setting that names it."""
+        return {"PUBSUB_EMULATOR_PORT": self.emulator_port, "FIRESTORE_EMULATOR_PORT": self.firestore_port,
+                "SUBMIT_PORT": self.submit_port, "WORKER_PORT": self.worker_port}
+
+    def check_ports(self) -> None:
+        """Raise PortInUse naming every needed port that is already taken."""
+        taken = [f"port {port} ({name}) is already in use on 127.0.0.1: stop what holds it "
+                 f"(an earlier make dev?) or set {name} to a free port"
+                 for name, port in self.ports().items() if port_in_use(port)]
+        if taken:
+            raise PortInUse("\n".join(taken))
+
+    def _watch(self, line: str) -> None:
+        """Tell the watchdog (started on first use) to register / forget a process group."""
+        if self._watchdog is None or self._watchdog.poll() is not None:
+            read_fd, write_fd = os.pipe()  # both non-inheritable: no other child holds the write end
+            try:
+                self._watchdog = subprocess.Popen(
+                    [sys.executable, "-c", _WATCHDOG, str(self.watchdog_grace_s)], stdin=read_fd,
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            except BaseException:
+                os.close(write_fd)
+                raise
+            finally:
+                os.close(read_fd)
+            self._watchdog_fd = write_fd
+        os.write(self._watchdog_fd, f"{line}\n".encode())
+
+    def _stop_watchdog(self) -> None:
+        if self._watchdog_fd is not None:
+            os.close(self._watchdog_fd)  # EOF: it kills any group still registered, then exits
+            self._watchdog_fd = None
+        if self._watchdog is not None:
+            try:
+                self._watchdog.wait(self.watchdog_grace_s + 5)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait()
+            self._watchdog = None
+
     def _spawn(self, name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_dir / f"{name}-{os.getpid()}.log", "ab")
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(self.log_dir / f"{name}-{os.getpid()}.log", "ab") as out:
+            proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
         self.procs[name] = proc
+        try:
+            self._watch(f"+{proc.pid}")  # its own session: pid == process group id
+        except BaseException:
+            self.stop_process(name, timeout_s=0)
+            raise
         return proc
 
     def start(self) -> "Stack":
+        self.check_ports()
         try:
-            self.start_emulator()
+            self.start_emulators()
             self.create_topics()
             self.start_functions()
         except BaseException:
@@ -137,14 +269,45 @@ class Stack:
             raise
         return self
 
-    def start_emulator(self) -> None:
+    def _gcloud(self) -> str:
         gcloud = shutil.which("gcloud")
         if gcloud is None:
-            raise RuntimeError("gcloud not found: install the Cloud SDK and its pubsub-emulator component")
-        proc = self._spawn("emulator", [gcloud, "beta", "emulators", "pubsub", "start",
+            raise RuntimeError("gcloud not found: install the Cloud SDK and its pubsub-emulator "
+                               "and cloud-firestore-emulator components")
+        return gcloud
+
+    def _spawn_pubsub(self) -> subprocess.Popen:
+        return self._spawn("emulator", [self._gcloud(), "beta", "emulators", "pubsub", "start",
                                         f"--host-port={self.emulator_host}", f"--project={self.project}"],
                            self.env())
-        wait_for(f"http://{self.emulator_host}/", 60, proc, "Pub/Sub emulator")
+
+    def _spawn_firestore(self) -> subprocess.Popen:
+        return self._spawn("firestore", [self._gcloud(), "emulators", "firestore", "start",
+                                         f"--host-port={self.firestore_host}"],
+                           self.env())
+
+    def start_emulators(self) -> None:
+        """Both emulators, started together and then waited for (each takes a few seconds)."""
+        pubsub, firestore = self._spawn_pubsub(), self._spawn_firestore()
+        wait_for(f"http://{self.emulator_host}/", 60, pubsub, "Pub/Sub emulator")
+        wait_for(f"http://{self.firestore_host}/", 60, firestore, "Firestore emulator")
+
+    def start_emulator(self) -> None:
+        """The Pub/Sub emulator alone."""
+        wait_for(f"http://{self.emulator_host}/", 60, self._spawn_pubsub(), "Pub/Sub emulator")
+
+    def start_firestore(self) -> None:
+        """The Firestore emulator alone."""
+        wait_for(f"http://{self.firestore_host}/", 60, self._spawn_firestore(), "Firestore emulator")
+
+    def pause_firestore(self) -> None:
+        """A job-store outage that keeps the data: SIGSTOP the Firestore emulator's whole
+        process group (gcloud and its Java process). Requests to it hang until
+        ``resume_firestore()``; a restarted emulator would come back empty."""
+        os.killpg(self.procs["firestore"].pid, signal.SIGSTOP)
+
+    def resume_firestore(self) -> None:
+        os.killpg(self.procs["firestore"].pid, signal.SIGCONT)
 
     def create_topics(self) -> None:
         os.environ["PUBSUB_EMULATOR_HOST"] = self.emulator_host
@@ -169,21 +332,31 @@ class Stack:
             return
         try:
             os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            pass
-        try:  # the whole group, e.g. the emulator's Java child or the solver processes
-            os.killpg(proc.pid, signal.SIGKILL)
+            os.killpg(proc.pid, signal.SIGCONT)  # a paused group (pause_firestore) acts on it too
         except ProcessLookupError:
             pass
+        else:
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                pass
+            try:  # the whole group, e.g. the emulator's Java child or the solver processes
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         proc.wait(5)
+        if self._watchdog_fd is not None and self._watchdog.poll() is None:
+            try:  # the group is gone and its id may be reused: the watchdog forgets it
+                os.write(self._watchdog_fd, f"-{proc.pid}\n".encode())
+            except OSError:
+                pass
 
     def stop(self) -> None:
-        for name in list(self.procs)[::-1]:
-            self.stop_process(name)
+        try:
+            for name in list(self.procs)[::-1]:
+                self.stop_process(name)
+        finally:
+            self._stop_watchdog()
 
     def _spawn_worker(self, env: dict[str, str]) -> subprocess.Popen:
         """The worker: WORKER_PROCESSES gunicorn processes play the Cloud Functions
@@ -210,6 +383,12 @@ class Stack:
 
 def main() -> int:
     stack = Stack.from_env()
+    try:
+        stack.check_ports()
+    except PortInUse as e:
+        for line in str(e).splitlines():
+            print(f"local.stack: {line}", file=sys.stderr, flush=True)
+        return 2
     stop = {"now": False}
 
     def _signal(signum, frame):
@@ -217,14 +396,15 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, _signal)
     signal.signal(signal.SIGTERM, _signal)
-    print("starting the Pub/Sub emulator and both functions ...", flush=True)
+    print("starting the Pub/Sub and Firestore emulators and both functions ...", flush=True)
     stack.start()
     print(f"""
-  submit function   {stack.submit_url}   (POST /cell/simulate, /drivecycle/simulate, /jobs; GET /catalog)
-  worker function   {stack.worker_url}   (push endpoint of subscription {stack.topic}-push)
-  Pub/Sub emulator  {stack.emulator_host}   (project {stack.project}, topic {stack.topic})
-  callbacks go to   {stack.job_manager_url}
-  logs              {stack.log_dir}/
+  submit function     {stack.submit_url}   (POST /cell/simulate, /drivecycle/simulate, /jobs; GET /catalog)
+  worker function     {stack.worker_url}   (push endpoint of subscription {stack.topic}-push)
+  Pub/Sub emulator    {stack.emulator_host}   (project {stack.project}, topic {stack.topic})
+  Firestore emulator  {stack.firestore_host}   (the job store, FIRESTORE_EMULATOR_HOST)
+  callbacks go to     {stack.job_manager_url}
+  logs                {stack.log_dir}/
 Ctrl-C stops everything.""", flush=True)
     try:
         while not stop["now"]:
