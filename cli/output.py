@@ -17,6 +17,11 @@ def series(body: dict[str, Any]) -> dict[str, list[float]]:
     return legacy.result_columns(body.get("result") or [])
 
 
+def has_series(body: dict[str, Any]) -> bool:
+    """True if the body has points to draw (a failed job usually has none)."""
+    return bool(series(body).get("Time [s]"))
+
+
 def label(body: dict[str, Any]) -> str:
     sweep = body.get("sweep")
     if sweep:
@@ -55,6 +60,19 @@ def table(bodies: list[dict[str, Any]]) -> str:
         return "(no results)"
     headers = list(data[0])
     return format_table(headers, [[_cell(r[h]) for h in headers] for r in data])
+
+
+def errors(bodies: list[dict[str, Any]]) -> str:
+    """The full error of every job that did not succeed, one line each (the table cuts them short)."""
+    lines = []
+    for b in bodies:
+        if b.get("status") != "succeeded" and b.get("error"):
+            lines.append(f"{label(b)}: {b.get('status')}: {_one_line(b['error'])}")
+    return "\n".join(lines)
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
 
 
 def format_table(headers: list[str], cells: list[list[Any]]) -> str:
@@ -96,3 +114,99 @@ def save(bodies: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
             for k in range(n):
                 writer.writerow([b.get("id"), index, *[(cols[c][k] if c in cols else "") for c in names]])
     return json_path, csv_path
+
+
+# --------------------------------------------------------------------------
+# The job store's views (battery-sim status / list)
+# --------------------------------------------------------------------------
+def _pairs(pairs: list[tuple[str, Any]]) -> str:
+    pairs = [(k, v) for k, v in pairs if v not in (None, "", [], {})]
+    width = max((len(k) for k, _ in pairs), default=0)
+    lines = []
+    for key, value in pairs:
+        text = str(value).splitlines() or [""]
+        lines.append(f"{key.ljust(width)}  {text[0]}")
+        lines += [f"{'':{width}}  {t}" for t in text[1:]]
+    return "\n".join(lines)
+
+
+def _callback_text(cb: dict[str, Any] | None) -> str | None:
+    if not cb or not cb.get("state"):
+        return None
+    bits = [f"HTTP {cb['status']}" if cb.get("status") else "",
+            f"{cb['attempts']} attempt{'s' if cb['attempts'] != 1 else ''}" if cb.get("attempts") else ""]
+    detail = ", ".join(b for b in bits if b)
+    text = f"{cb['state']} ({detail})" if detail else str(cb["state"])
+    return text + (f": {_one_line(cb['error'])}" if cb.get("error") else "")
+
+
+def status_text(view: dict[str, Any]) -> str:
+    """A job's status view for people: where it stands, its times, outcome and callback."""
+    status = str(view.get("status"))
+    if status == "succeeded":
+        status += f": {view.get('termination')}" if view.get("termination") else ""
+        status += " (stopped early)" if view.get("stoppedEarly") else ""
+    elif view.get("cancelRequested") and status not in ("cancelled", "failed"):
+        status += " (cancel requested)"
+    sweep = view.get("sweep") or {}
+    sweep_text = None
+    if sweep:
+        values = ", ".join(f"{k.split('.', 1)[-1]}={_fmt(v)}" for k, v in (sweep.get("values") or {}).items())
+        sweep_text = f"{sweep.get('sweepId')} member #{sweep.get('index')} of {sweep.get('total')}" + \
+            (f": {values}" if values else "")
+    summary = "\n".join(f"{k}: {_cell(v)}" for k, v in (view.get("summary") or {}).items())
+    job_id = view.get("jobId")
+    return _pairs([
+        ("job", job_id),
+        ("kind", view.get("kind")),
+        ("status", status),
+        ("sweep", sweep_text),
+        ("submitted", view.get("submittedAt")),
+        ("started", view.get("startedAt")),
+        ("finished", view.get("finishedAt")),
+        ("attempts", view.get("deliveryAttempts")),
+        ("end time", f"{_cell(view['endTime'])} s" if view.get("endTime") is not None else None),
+        ("summary", summary),
+        ("notes", "\n".join(_one_line(n) for n in view.get("notes") or [])),
+        ("error", _one_line(view["error"]) if view.get("error") else None),
+        ("callback", _callback_text(view.get("callback"))),
+        ("reused", f"the result of {view['reusedFrom']}" if view.get("reusedFrom") else None),
+        ("result", f"{view['result']}  (battery-sim result {job_id})" if view.get("result") else None),
+        ("expires", view.get("expireAt")),
+    ])
+
+
+def sweep_text(view: dict[str, Any]) -> str:
+    """A sweep's view for people: progress, counts, then one row per member and their errors."""
+    counts = ", ".join(f"{k} {n}" for k, n in (view.get("counts") or {}).items() if n)
+    head = _pairs([
+        ("sweep", view.get("sweepId")),
+        ("submitted", view.get("submittedAt")),
+        ("progress", f"{view.get('finished')}/{view.get('total')} finished" + (f" ({counts})" if counts else "")),
+    ])
+    members = view.get("members") or []
+    if not members:
+        return head
+    cells = []
+    for m in members:
+        values = ", ".join(f"{k.split('.', 1)[-1]}={_fmt(v)}" for k, v in (m.get("values") or {}).items())
+        outcome = m.get("termination") if m.get("status") == "succeeded" else m.get("error")
+        cells.append([f"#{m.get('index')}", values, m.get("jobId"), m.get("status"), _cell(outcome)])
+    text = head + "\n\n" + format_table(["member", "values", "job", "status", "termination / error"], cells)
+    failed = [f"#{m.get('index')} {m.get('jobId')}: {m.get('status')}: {_one_line(m['error'])}"
+              for m in members if m.get("error") and m.get("status") != "succeeded"]
+    if failed:
+        text += "\n\nerrors:\n" + "\n".join(failed)
+    return text
+
+
+def jobs_table(jobs: list[dict[str, Any]]) -> str:
+    """``GET /jobs`` rows as a table, newest first as the service sends them."""
+    if not jobs:
+        return "(no jobs)"
+    cells = []
+    for j in jobs:
+        outcome = j.get("termination") if j.get("status") == "succeeded" else j.get("error")
+        cells.append([j.get("jobId"), j.get("status"), j.get("kind"), j.get("submittedAt"), j.get("finishedAt"),
+                      _cell(j.get("endTime")), _cell(outcome)])
+    return format_table(["job", "status", "kind", "submitted", "finished", "end [s]", "termination / error"], cells)

@@ -7,7 +7,7 @@ from typing import Any
 
 import matplotlib
 
-from cli.output import series
+from cli.output import has_series, series
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -23,7 +23,10 @@ def plot_results(results: list[tuple[str, dict[str, Any]]], path: Path, title: s
                  separate: bool = False) -> Path:
     """One line per (label, callback body); early stops marked with an ×.
 
-    ``separate=True`` gives each result its own column (jobs of different lengths)."""
+    ``separate=True`` gives each result its own column (jobs of different lengths).
+    Raises ``ValueError`` when no result has a series to draw (no empty figure is written)."""
+    if not any(has_series(body) for _, body in results):
+        raise ValueError("no result has a series to draw")
     if separate and len(results) > 1:
         return _columns(results, path, title)
     temps = _has_temperature(results)
@@ -83,4 +86,5 @@ def _draw(axes, results, temps: bool) -> None:
         axes[2].set_ylabel("Temperature [°C]")
     for ax in axes:
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="best")
+    if axes[0].get_legend_handles_labels()[0]:  # a column of a job with no points has nothing to list
+        axes[0].legend(fontsize=8, loc="best")

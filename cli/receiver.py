@@ -35,6 +35,8 @@ class Receiver:
         self.encodings: dict[str, list[str]] = {}  # job id -> Content-Encoding of every delivery ("" = none)
         self.rejected = 0
         self.fail_next = 0  # answer 503 to this many requests (fault injection)
+        self.reject_with: Optional[int] = None  # answer this status to every request (e.g. 404: a Job Manager without the endpoint)
+        self.rejections: list[tuple[str, str]] = []  # (path, job id) of every request answered reject_with
         self._cond = threading.Condition()
         self._server = ThreadingHTTPServer((host, port), self._handler())
         self._server.daemon_threads = True
@@ -67,6 +69,9 @@ class Receiver:
             if self.fail_next > 0:
                 self.fail_next -= 1
                 return 503, "try later"
+            if self.reject_with is not None:
+                self.rejections.append((path, unquote(headers.get("Idempotency-Key") or "")))
+                return self.reject_with, "not here"
         if self.signing_key and not signing.verify(raw, headers, self.signing_key):
             with self._cond:
                 self.rejected += 1

@@ -1,142 +1,118 @@
-"""The HTTP submit function: validate, assign a job id, publish, answer 202.
+"""The HTTP function: validate, assign a job id, record it in the store, publish.
 
 Routes
-  POST /cell/simulate         the Java Job Manager's cell job (legacy body)
-  POST /drivecycle/simulate   the Java Job Manager's drive-cycle job (legacy body)
-  POST /jobs                  a native job (see schema/job.schema.json)
+  POST /cell/simulate         the Java Job Manager's cell job (legacy body); waits for the outcome
+  POST /drivecycle/simulate   the Java Job Manager's drive-cycle job (legacy body); waits for the outcome
+  POST /jobs                  a native job (see schema/job.schema.json); 202, or the finished job with Prefer: wait=N
   POST /sweeps                a base job + values to vary -> one job per member
+  GET  /jobs, /jobs/<id>, /jobs/<id>/result; POST /jobs/<id>/cancel     (functions/jobs.py)
+  GET  /sweeps/<id>; POST /sweeps/<id>/cancel                          (functions/jobs.py)
   GET  /catalog               models, options, parameter sets, drive cycles, variables, limits
   GET  /schema                the native job's JSON Schema
-  GET  /healthz               liveness
+  GET  /healthz               liveness (no API key: load balancers' probes cannot send one)
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import logging
-import uuid
-from datetime import datetime, timezone
-from typing import Any, Callable
+import re
+import time
+from typing import Any, Callable, Optional
 
 from pydantic import ValidationError
 
-from shared.delivery import callback, publisher
-from shared.delivery.messages import MessageTooLarge
+from functions import jobs as job_views
+from functions.http import BadRequest, authorised, header_safe, json_body, new_id, now, prefer, reply
 from shared.contract import legacy
 from shared.contract.envelope import Envelope
 from shared.contract.job import Job, error_list
 from shared.contract.legacy import LegacyRequest
+from shared.contract.limits import JOB_ID_RULE, job_id_error
+from shared.delivery import callback, publisher
+from shared.delivery.messages import MessageTooLarge
 from shared.settings import get_settings
+from shared.store import jobs as job_store
 
 log = logging.getLogger("submit")
-
-JSON = {"Content-Type": "application/json"}
-
-
-class BadRequest(Exception):
-    def __init__(self, errors: list[dict[str, str]], status: int = 400):
-        super().__init__(errors)
-        self.errors = errors
-        self.status = status
-
-
-def _reply(status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
-    return json.dumps(body), status, {**JSON, **(headers or {})}
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _new_id() -> str:
-    return uuid.uuid4().hex
-
-
-MAX_JSON_DEPTH = 32  # a job or BPX document needs < 10 levels
-
-
-def _too_deep(value: Any, limit: int) -> bool:
-    """True if objects/arrays nest more than ``limit`` levels (iterative: no recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        v, depth = stack.pop()
-        if isinstance(v, (dict, list)):
-            if depth > limit:
-                return True
-            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
-    return False
-
-
-def _json_body(request) -> dict[str, Any]:
-    settings = get_settings()
-    length = request.content_length
-    if length is not None and length > settings.max_request_bytes:
-        raise BadRequest([{"field": "body", "error": f"request body is {length} bytes; the limit is "
-                           f"{settings.max_request_bytes} bytes"}], status=413)
-    # without a Content-Length (chunked), read no more than the limit + 1 byte
-    raw = request.get_data(cache=True) if length is not None else request.stream.read(settings.max_request_bytes + 1)
-    if len(raw) > settings.max_request_bytes:
-        raise BadRequest([{"field": "body", "error": f"request body exceeds {settings.max_request_bytes} bytes"}],
-                         status=413)
-    try:
-        body = json.loads(raw or b"null")
-    except RecursionError:  # not a ValueError: would otherwise surface as a 503
-        raise BadRequest([{"field": "body", "error": f"JSON nested deeper than {MAX_JSON_DEPTH} levels"}])
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest([{"field": "body", "error": "not valid JSON"}])
-    if _too_deep(body, MAX_JSON_DEPTH):  # pydantic, serialisers and PyBaMM recurse on it
-        raise BadRequest([{"field": "body", "error": f"JSON nested deeper than {MAX_JSON_DEPTH} levels"}])
-    if not isinstance(body, dict):
-        raise BadRequest([{"field": "body", "error": "expected a JSON object"}])
-    return body
+POLL_S = (0.02, 0.05, 0.1, 0.2)  # the wait for an outcome polls the store at these intervals, then the last
 
 
 # --------------------------------------------------------------------------
+# Accepting jobs
+# --------------------------------------------------------------------------
 def submit_legacy(request, simulation_type: str):
-    body = _json_body(request)
+    body = json_body(request)
     sent_type = body.get("simulationType")
     if sent_type is not None and sent_type != simulation_type:
         raise BadRequest([{"field": "simulationType",
                            "error": f"{sent_type!r} does not match this route; expected {simulation_type!r}"}])
     try:
-        legacy = LegacyRequest.model_validate(body)
+        request_body = LegacyRequest.model_validate(body)
     except ValidationError as exc:
         raise BadRequest(error_list(exc))
-    errors = legacy.errors_for(simulation_type)
+    errors = request_body.errors_for(simulation_type)
     if errors:
         raise BadRequest(errors)
-    job_id = legacy.id or _new_id()
-    envelope = Envelope(job_id=job_id, kind=simulation_type, submitted_at=_now(),
-                        job=legacy.to_job(simulation_type))
-    _publish([envelope])
-    return _reply(202, {"jobId": job_id, "status": "queued", "simulationType": simulation_type})
+    job_id = request_body.id or new_id()
+    envelope = Envelope(job_id=job_id, kind=simulation_type, submitted_at=now(),
+                        job=request_body.to_job(simulation_type))
+    try:
+        _accept([envelope])
+    except job_store.AlreadyExists:
+        pass  # the same request again (a redelivered message on the Job Manager's side): its outcome
+    settings = get_settings()
+    if "respond-async" in prefer(request) or not settings.legacy_sync_reply:
+        return reply(202, {"jobId": job_id, "status": "queued", "simulationType": simulation_type},
+                     _job_headers(job_id, {"status": "queued"}))
+    record = _wait(job_id, settings.legacy_wait_s)
+    outcome = None
+    if record is not None and record.get("status") in job_store.FINISHED:
+        outcome = job_store.store().result(job_id, record)
+    status = 200 if outcome is not None else 202
+    return reply(status, legacy.sync_reply(simulation_type, outcome), _job_headers(job_id, record))
 
 
 def submit_native(request):
-    body = _json_body(request)
+    body = json_body(request)
     job_id = body.pop("id", None)
-    if job_id is not None and (not isinstance(job_id, str) or not 0 < len(job_id) <= 128):
-        raise BadRequest([{"field": "id", "error": "must be a string of 1-128 characters"}])
+    if job_id is not None:
+        problem = job_id_error(job_id)
+        if problem:
+            raise BadRequest([{"field": "id", "error": problem}])
     job = validate_native(body)
-    job_id = job_id or _new_id()
-    envelope = Envelope(job_id=job_id, kind="native", submitted_at=_now(), job=job,
+    job_id = job_id or new_id()
+    envelope = Envelope(job_id=job_id, kind="native", submitted_at=now(), job=job,
                         callback_url=job.callback_url)
-    _publish([envelope])
-    return _reply(202, {"jobId": job_id, "status": "queued", "simulationType": "native"})
+    try:
+        _accept([envelope])
+    except job_store.AlreadyExists as exc:
+        return reply(409, {"error": f"job {job_id} already exists; it was not queued again",
+                           "jobId": job_id, "status": exc.record.get("status")},
+                     _job_headers(job_id, exc.record))
+    wait = prefer(request).get("wait")
+    if wait is not None:
+        try:
+            seconds = min(max(float(wait), 0.0), get_settings().max_prefer_wait_s)
+        except ValueError:
+            raise BadRequest([{"field": "Prefer", "error": "wait must be a number of seconds"}])
+        record = _wait(job_id, seconds)
+        if record is not None and record.get("status") in job_store.FINISHED:
+            return reply(200, job_views.view(record), _job_headers(job_id, record))
+    return reply(202, {"jobId": job_id, "status": "queued", "simulationType": "native"},
+                 _job_headers(job_id, {"status": "queued"}))
 
 
 def submit_sweep(request):
     from shared.contract import sweeps
 
-    body = _json_body(request)
+    body = json_body(request)
     try:
         sweep = sweeps.SweepRequest.model_validate(body)
     except ValidationError as exc:
         raise BadRequest(error_list(exc))
     if "id" in sweep.base:
         raise BadRequest([{"field": "base.id", "error": "sweep members get their own ids"}])
-    sweep_id = _new_id()
+    sweep_id = new_id()
     values = sweeps.members(sweep)
     total = len(values)
     envelopes: list[Envelope] = []
@@ -151,16 +127,16 @@ def submit_sweep(request):
         except BadRequest as exc:
             raise BadRequest([{**e, "field": f"member {index}: {e['field']}"} for e in exc.errors[:10]])
         envelopes.append(Envelope(
-            job_id=f"{sweep_id}-{index:04d}", kind="native", submitted_at=_now(), job=job,
+            job_id=f"{sweep_id}-{index:04d}", kind="native", submitted_at=now(), job=job,
             callback_url=job.callback_url,
             sweep={"sweepId": sweep_id, "index": index, "total": total, "values": member}))
-    _publish(envelopes)
-    return _reply(202, {"sweepId": sweep_id, "status": "queued", "members": total,
-                        "jobIds": [e.job_id for e in envelopes]})
+    _accept(envelopes, sweep_id=sweep_id, request=body)
+    return reply(202, {"sweepId": sweep_id, "status": "queued", "members": total,
+                       "jobIds": [e.job_id for e in envelopes]}, {"Location": f"/sweeps/{sweep_id}"})
 
 
 def validate_native(body: dict[str, Any], cache: set[str] | None = None) -> Job:
-    """Structural checks (pydantic), then the checks that need PyBaMM (catalog).
+    """Structural checks (pydantic), then the checks that need PyBaMM (the job's kind).
     ``cache``: keys of the configurations already checked (a sweep's members)."""
     try:
         job = Job.model_validate(body)
@@ -187,29 +163,84 @@ def validate_native(body: dict[str, Any], cache: set[str] | None = None) -> Job:
     return job
 
 
-def _publish(envelopes: list[Envelope]) -> None:
+def _accept(envelopes: list[Envelope], sweep_id: Optional[str] = None, request: Optional[dict] = None) -> None:
+    """Record, then publish; a job is accepted only when both happened. Raises
+    ``AlreadyExists`` for a taken id (nothing published) and ``StoreUnavailable``
+    (503, nothing published)."""
+    from shared.delivery import messages
+
+    for e in envelopes:  # size-check every message before anything is recorded
+        try:
+            messages.encode(e)
+        except MessageTooLarge as exc:
+            raise BadRequest([{"field": "body", "error": str(exc)}], status=413)
+    store = job_store.store()
+    if sweep_id is None:
+        for e in envelopes:
+            store.create(e)
+    else:
+        store.create_sweep(sweep_id, envelopes, request=request)
     try:
         publisher.publish(envelopes)
-    except MessageTooLarge as exc:
-        raise BadRequest([{"field": "body", "error": str(exc)}], status=413)
+    except BaseException as exc:
+        try:  # not queued: not accepted
+            store.delete([e.job_id for e in envelopes])
+        except job_store.StoreUnavailable:
+            log.error("could not forget unpublished jobs", extra={"fields": {"stage": "submit"}})
+        if isinstance(exc, MessageTooLarge):
+            raise BadRequest([{"field": "body", "error": str(exc)}], status=413)
+        raise
     for e in envelopes:
         log.info("job queued", extra={"fields": {"jobId": e.job_id, "kind": e.kind, "stage": "submit"}})
 
 
+def _wait(job_id: str, seconds: float) -> Optional[dict[str, Any]]:
+    """The job's record once it is finished, or its latest record after ``seconds``."""
+    store = job_store.store()
+    deadline = time.monotonic() + seconds
+    k = 0
+    while True:
+        record = store.get(job_id)
+        if record is None or record.get("status") in job_store.FINISHED:
+            return record
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return record
+        time.sleep(min(POLL_S[min(k, len(POLL_S) - 1)], remaining))
+        k += 1
+
+
+def _job_headers(job_id: str, record: Optional[dict[str, Any]]) -> dict[str, str]:
+    """Where the job is and how it stands, as headers (the legacy body admits no more properties)."""
+    record = record or {}
+    headers = {"X-Job-Id": callback.header_value(job_id), "Location": f"/jobs/{callback.header_value(job_id)}",
+               "X-Job-Status": header_safe(record.get("status") or "unknown")}
+    if record.get("termination"):
+        headers["X-Job-Termination"] = header_safe(record["termination"])
+    if record.get("error"):
+        headers["X-Job-Error"] = header_safe(record["error"])
+    if record.get("status") not in job_store.FINISHED:
+        headers["Retry-After"] = "5"
+    return headers
+
+
+# --------------------------------------------------------------------------
+# Other views
+# --------------------------------------------------------------------------
 def catalog_view(request):
     from shared.engine import catalog
 
-    return _reply(200, catalog.catalog())
+    return reply(200, catalog.catalog())
 
 
 def schema_view(request):
     from shared.contract.job import job_json_schema
 
-    return _reply(200, job_json_schema())
+    return reply(200, job_json_schema())
 
 
 def health(request):
-    return _reply(200, {"status": "ok"})
+    return reply(200, {"status": "ok"})
 
 
 def _legacy_route(kind: str) -> Callable:
@@ -218,39 +249,55 @@ def _legacy_route(kind: str) -> Callable:
 
 ROUTES: dict[str, dict[str, Callable]] = {
     **{path: {"POST": _legacy_route(kind)} for path, kind in legacy.ROUTES.items()},
-    "/jobs": {"POST": submit_native},
+    "/jobs": {"POST": submit_native, "GET": job_views.list_jobs},
     "/sweeps": {"POST": submit_sweep},
     "/catalog": {"GET": catalog_view},
     "/schema": {"GET": schema_view},
     "/healthz": {"GET": health},
 }
+# Routes with an id in them: (pattern, methods); the id is passed to the view.
+ID_ROUTES: list[tuple[re.Pattern, dict[str, Callable]]] = [
+    (re.compile(r"/jobs/([^/]+)"), {"GET": job_views.get_job}),
+    (re.compile(r"/jobs/([^/]+)/result"), {"GET": job_views.get_result}),
+    (re.compile(r"/jobs/([^/]+)/cancel"), {"POST": job_views.cancel_job}),
+    (re.compile(r"/sweeps/([^/]+)"), {"GET": job_views.get_sweep}),
+    (re.compile(r"/sweeps/([^/]+)/cancel"), {"POST": job_views.cancel_sweep}),
+]
+OPEN = {"/healthz"}  # no API key needed
 
 
-def _authorised(request) -> bool:
-    key = get_settings().api_key
-    if not key:
-        return True
-    given = request.headers.get("X-API-Key", "")
-    return hmac.compare_digest(given.encode(), key.encode())
+def _route(path: str) -> tuple[Optional[dict[str, Callable]], tuple]:
+    if path in ROUTES:
+        return ROUTES[path], ()
+    for pattern, methods in ID_ROUTES:
+        m = pattern.fullmatch(path)
+        if m:
+            return methods, m.groups()
+    return None, ()
 
 
 def handle(request):
     """Route one request; never lets an exception (or a stack trace) reach the caller."""
     path = "/" + request.path.strip("/")
-    methods = ROUTES.get(path)
+    if path not in OPEN and not authorised(request):  # 401 before anything about routes is said
+        return reply(401, {"error": "missing or wrong X-API-Key"})
+    methods, args = _route(path)
     if methods is None:
-        return _reply(404, {"error": f"no route {path}", "routes": sorted(ROUTES)})
+        return reply(404, {"error": f"no route {path}", "routes": sorted(ROUTES) + [
+            p.pattern.replace("([^/]+)", "<id>") for p, _ in ID_ROUTES]})
     view = methods.get(request.method)
     if view is None:
-        return _reply(405, {"error": f"{request.method} not allowed on {path}"},
-                      {"Allow": ", ".join(sorted(methods))})
-    if not _authorised(request):
-        return _reply(401, {"error": "missing or wrong X-API-Key"})
+        return reply(405, {"error": f"{request.method} not allowed on {path}"},
+                     {"Allow": ", ".join(sorted(methods))})
     try:
-        return view(request)
+        return view(request, *args)
     except BadRequest as exc:
         log.info("request rejected", extra={"fields": {"path": path, "errors": exc.errors, "stage": "submit"}})
-        return _reply(exc.status, {"error": "invalid request", "errors": exc.errors})
+        return reply(exc.status, {"error": "invalid request", "errors": exc.errors})
+    except job_store.StoreUnavailable:
+        log.exception("job store unavailable", extra={"fields": {"path": path, "stage": "submit"}})
+        return reply(503, {"error": "the job store is unavailable; nothing was queued; try again"},
+                     {"Retry-After": "5"})
     except Exception:  # noqa: BLE001
         log.exception("submit failed", extra={"fields": {"path": path, "stage": "submit"}})
-        return _reply(503, {"error": "the job could not be queued; try again"})
+        return reply(503, {"error": "the job could not be queued; try again"})

@@ -1,10 +1,16 @@
-"""The Pub/Sub-triggered worker: one message, one simulation, one callback.
+"""The Pub/Sub-triggered worker: one message, one simulation, one recorded outcome, one callback.
 
-Outcomes:
-* simulated (or failed to simulate) and the callback delivered -> return, Pub/Sub acks;
-* the callback could not be delivered (network, 5xx, 429) -> raise, Pub/Sub redelivers
-  (the subscription's retry policy and dead-letter topic bound the retries);
-* a poison message -> failure callback where a target is known, a log line, ack.
+For each delivery:
+1. decode the message (a poison message is reported ``failed`` where a job id is known, and acked);
+2. claim the job in the store (``running``; a cancelled or already finished job is not simulated);
+3. simulate in the solver process (a cancel stops it within about a second);
+4. store the result, then send the callback, then record the callback's outcome.
+
+Outcomes for Pub/Sub: return -> ack. Raise -> redelivery, when the store could not be
+reached (the outcome is not recorded yet) or the callback could not be delivered
+(network, 5xx, 429; the redelivery resends the stored result, it does not simulate
+again). A callback the receiver rejects (404, any other 4xx) is acked: the result
+stays in the store, and the record says ``rejected``.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Optional
 
+from shared.contract import legacy
 from shared.delivery import callback, messages
 from shared.engine.errors import SimulationError
-from shared.engine.solver_process import SolverProcess
+from shared.engine.solver_process import Cancelled, SolverProcess
 from shared.settings import get_settings
+from shared.store import jobs as job_store
 
 log = logging.getLogger("worker")
 _solver: Optional[SolverProcess] = None
@@ -41,7 +49,7 @@ def _now() -> str:
 
 
 def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
-    """Process one Pub/Sub push (the CloudEvent's ``data``). Returns the callback body sent."""
+    """Process one Pub/Sub push (the CloudEvent's ``data``). Returns the callback body."""
     settings = get_settings()
     attempt = messages.delivery_attempt(event_data)
     fields = {"eventId": event_id, "attempt": attempt}
@@ -51,6 +59,11 @@ def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
         return _poison(poison, attempt, fields)
 
     fields.update(jobId=envelope.job_id, kind=envelope.kind)
+    store = job_store.store()
+    state, record = store.start(envelope, attempt)  # StoreUnavailable: raise, Pub/Sub redelivers
+    # the emulator sends no delivery attempt: the store counts them
+    attempt = attempt or record.get("deliveryAttempts") or None
+    fields["attempt"] = attempt
     try:
         # resolved here, not trusted from the message: a message published straight
         # to the topic must not turn the worker into a request-forgery relay
@@ -59,62 +72,119 @@ def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
         log.error("callback URL refused; reporting to the Job Manager instead",
                   extra={"fields": {**fields, "stage": "route"}})
         target = callback.resolve_target(envelope.kind, None, settings)
-        return _fail(envelope, target, attempt, fields, str(exc))
+        if state == "run":
+            return _conclude(envelope, target, _failed(envelope, attempt, str(exc)), fields)
 
+    if state == "finished":
+        return _resend(envelope, target, record, attempt, fields)
+    if state == "cancelled":
+        body = callback.body_for(envelope, _now(), _now(), attempt, error="cancelled before it started",
+                                 status="cancelled")
+        return _conclude(envelope, target, body, fields)
     if attempt is not None and attempt >= settings.max_delivery_attempts:
         # the last delivery before the dead-letter topic: whatever killed the earlier
         # attempts (a crash, an out-of-memory kill) must not leave the job without an outcome
         log.error("giving up after repeated deliveries", extra={"fields": {**fields, "stage": "worker"}})
-        return _fail(envelope, target, attempt, fields, (
+        return _conclude(envelope, target, _failed(envelope, attempt, (
             f"the service gave up after {attempt} delivery attempts (the worker did not finish the "
-            "earlier ones)"))
+            "earlier ones)")), fields)
     try:
-        return _simulate_and_report(envelope, target, attempt, fields, settings)
-    except callback.CallbackUndelivered:
-        raise  # Pub/Sub redelivers
+        body = _simulate(envelope, attempt, fields, settings, store)
     except Exception as exc:  # noqa: BLE001 - a bug must still end in one outcome
         log.exception("worker error", extra={"fields": {**fields, "stage": "worker"}})
-        return _fail(envelope, target, attempt, fields, f"internal service error ({type(exc).__name__})")
+        body = _failed(envelope, attempt, f"internal service error ({type(exc).__name__})")
+    return _conclude(envelope, target, body, fields)
 
 
-def _fail(envelope, target: str, attempt, fields, error: str) -> dict[str, Any]:
-    """Report a job that will not be simulated as ``failed``; return the body sent."""
-    body = callback.body_for(envelope, _now(), _now(), attempt, error=error)
-    _send(target, body, envelope.job_id, attempt, fields, compress=False)
-    return body
+def _failed(envelope, attempt, error: str) -> dict[str, Any]:
+    return callback.body_for(envelope, _now(), _now(), attempt, error=error)
 
 
-def _simulate_and_report(envelope, target: str, attempt, fields, settings) -> dict[str, Any]:
+def _simulate(envelope, attempt, fields, settings, store) -> dict[str, Any]:
+    """Run the job (or reuse an identical one's result); the callback body."""
+    job = envelope.job
+    if job.reuse:
+        found = store.find_reusable(job.reuse_key())
+        previous = store.result(found["jobId"], found) if found else None
+        if previous is not None:
+            body = {**previous, "id": envelope.job_id, "jobSubmitted": envelope.submitted_at,
+                    "jobStarted": _now(), "jobFinished": _now(), "deliveryAttempt": attempt,
+                    "reusedFrom": found["jobId"]}
+            body.pop("sweep", None)
+            if envelope.sweep:
+                body["sweep"] = envelope.sweep
+            log.info("result reused", extra={"fields": {**fields, "stage": "simulate", "reusedFrom": found["jobId"]}})
+            return body
     started = _now()
     t0 = time.perf_counter()
     log.info("simulation started", extra={"fields": {**fields, "stage": "simulate"}})
+
+    def cancelled() -> bool:
+        try:
+            return store.cancel_requested(envelope.job_id)
+        except job_store.StoreUnavailable:
+            return False
+
     try:
-        result = solver().run(envelope.job, settings.job_time_budget_s)
+        result = solver().run(job, settings.job_time_budget_s, should_stop=cancelled)
+    except Cancelled:
+        log.info("simulation cancelled", extra={"fields": {**fields, "stage": "simulate"}})
+        return callback.body_for(envelope, started, _now(), attempt, error="cancelled while running",
+                                 status="cancelled")
     except SimulationError as exc:
-        body = callback.body_for(envelope, started, _now(), attempt, error=str(exc))
         log.warning("simulation failed", extra={"fields": {
             **fields, "stage": "simulate", "elapsed_s": round(time.perf_counter() - t0, 4), "error": str(exc)}})
-    else:
-        body = callback.body_for(envelope, started, _now(), attempt, result=result)
-        log.info("simulation finished", extra={"fields": {
-            **fields, "stage": "simulate", "elapsed_s": round(time.perf_counter() - t0, 4),
-            "termination": body["termination"], "cache": (result.get("timings") or {}).get("cache")}})
-    _send(target, body, envelope.job_id, attempt, fields, compress=callback.compressible(envelope.kind))
+        return callback.body_for(envelope, started, _now(), attempt, error=str(exc))
+    body = callback.body_for(envelope, started, _now(), attempt, result=result)
+    log.info("simulation finished", extra={"fields": {
+        **fields, "stage": "simulate", "elapsed_s": round(time.perf_counter() - t0, 4),
+        "termination": body["termination"], "cache": (result.get("timings") or {}).get("cache")}})
     return body
 
 
-def _send(url: str, body: dict[str, Any], job_id: str, attempt, fields, compress: bool) -> None:
+def _conclude(envelope, target: str, body: dict[str, Any], fields) -> dict[str, Any]:
+    """Store the outcome (before anything is sent), then send the callback."""
+    job_store.store().finish(envelope.job_id, body, reuse_key=envelope.job.reuse_key(),
+                             reused_from=body.get("reusedFrom"))
+    _send(target, body, envelope.job_id, envelope.kind, fields)
+    return body
+
+
+def _resend(envelope, target: str, record: dict[str, Any], attempt, fields) -> dict[str, Any]:
+    """A delivery of a job whose outcome is recorded: send its callback if it has not landed."""
+    store = job_store.store()
+    body = store.result(envelope.job_id, record)
+    if body is None:  # cancelled while queued: the outcome has no body yet
+        body = callback.body_for(envelope, record.get("finishedAt") or _now(), record.get("finishedAt") or _now(),
+                                 attempt, error=record.get("error") or "cancelled", status=record["status"])
+        store.finish(envelope.job_id, body)
+    if (record.get("callback") or {}).get("state") in ("delivered", "rejected", "disabled"):
+        log.info("outcome already recorded and reported; acked", extra={"fields": {**fields, "stage": "worker"}})
+        return body
+    _send(target, body, envelope.job_id, envelope.kind, fields)
+    return body
+
+
+def _send(url: str, body: dict[str, Any], job_id: str, kind: Optional[str], fields) -> None:
+    store = job_store.store()
+    if legacy.is_legacy(kind) and not get_settings().legacy_callbacks:
+        store.record_callback(job_id, "disabled")
+        return
     t0 = time.perf_counter()
     try:
-        status = callback.deliver(url, body, job_id, attempt, compress=compress)
+        status = callback.deliver(url, body, job_id, body.get("deliveryAttempt"),
+                                  compress=callback.compressible(kind))
     except callback.CallbackRejected as exc:
-        # permanent: retrying cannot help; ack so it does not loop
+        # permanent: retrying cannot help; the result is in the store; ack so it does not loop
         log.error("callback rejected", extra={"fields": {**fields, "stage": "callback", "error": str(exc)}})
+        store.record_callback(job_id, "rejected", status=exc.status, error=str(exc))
         return
     except callback.CallbackUndelivered as exc:
         log.error("callback undelivered; Pub/Sub will redeliver",
                   extra={"fields": {**fields, "stage": "callback", "error": str(exc)}})
+        store.record_callback(job_id, "undelivered", error=str(exc))
         raise
+    store.record_callback(job_id, "delivered", status=status)
     log.info("callback delivered", extra={"fields": {
         **fields, "stage": "callback", "status": status, "elapsed_s": round(time.perf_counter() - t0, 4)}})
 
@@ -129,5 +199,8 @@ def _poison(poison: messages.PoisonMessage, attempt, fields) -> dict[str, Any]:
     except callback.CallbackNotAllowed:
         return {}
     body = callback.failure_body(poison.job_id, poison.kind, poison.reason, attempt)
-    _send(url, body, poison.job_id, attempt, fields, compress=False)
+    try:
+        callback.deliver(url, body, poison.job_id, attempt, compress=False)
+    except callback.CallbackRejected as exc:
+        log.error("callback rejected", extra={"fields": {**fields, "stage": "callback", "error": str(exc)}})
     return body

@@ -26,10 +26,13 @@ def envelope(kind: str = "cell") -> Envelope:
                     job=LegacyRequest.model_validate(JAVA_CELL).to_job("cell"))
 
 
-def submit(stack, path: str, body: dict, **kw) -> requests.Response:
-    """POST a JSON body to the stack's submit function."""
+def submit(stack, path: str, body: dict, headers: dict | None = None, **kw) -> requests.Response:
+    """POST a JSON body to the stack's submit function and have it answer at once
+    (``Prefer: respond-async``: 202 and a callback later). The Java Job Manager's
+    synchronous reply is tested in tests/test_job_store.py."""
     return requests.post(stack.submit_url + path, data=json.dumps(body),
-                         headers={"Content-Type": "application/json"}, timeout=30, **kw)
+                         headers={"Content-Type": "application/json", "Prefer": "respond-async", **(headers or {})},
+                         timeout=30, **kw)
 
 
 @pytest.fixture(scope="session")
@@ -76,3 +79,49 @@ def pulled_job_ids(stack, name: str) -> list[str]:
         return []
     finally:
         sub.close()
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator():
+    """The official Firestore emulator on a free port (its own process group, stopped
+    with it) for in-process tests of the functions; sets FIRESTORE_EMULATOR_HOST."""
+    import shutil
+    import signal
+    import subprocess
+
+    from local.stack import free_port, wait_for
+    from shared.settings import get_settings
+    from shared.store import jobs as job_store
+
+    host = f"127.0.0.1:{free_port()}"
+    log = open(REPO / ".stack" / f"firestore-tests-{os.getpid()}.log", "ab") if (REPO / ".stack").is_dir() \
+        else subprocess.DEVNULL
+    proc = subprocess.Popen([shutil.which("gcloud") or "gcloud", "emulators", "firestore", "start",
+                             f"--host-port={host}"], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(f"http://{host}/", 60, proc, "Firestore emulator")
+        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        get_settings.cache_clear()
+        job_store.reset()
+        yield host
+        if previous is None:
+            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        else:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+        job_store.reset()
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
+
+
+def pytest_collection_modifyitems(items):
+    """Tests that need the Firestore emulator are marked ``emulator`` (Cloud Build's unit
+    stage has no emulator and deselects them; everything else runs there)."""
+    for item in items:
+        if "firestore_emulator" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.emulator)

@@ -141,7 +141,7 @@ def test_redirects_are_not_followed():
         server.shutdown()
 
 
-def test_a_job_on_its_last_delivery_attempt_is_reported_failed_not_retried(monkeypatch):
+def test_a_job_on_its_last_delivery_attempt_is_reported_failed_not_retried(monkeypatch, firestore_emulator):
     from functions import worker
     from shared.delivery import messages
     from shared.settings import get_settings
@@ -151,10 +151,11 @@ def test_a_job_on_its_last_delivery_attempt_is_reported_failed_not_retried(monke
         monkeypatch.setenv("JOB_MANAGER_URL", r.url)
         get_settings.cache_clear()
         try:
-            data, attributes = messages.encode(envelope())
+            data, attributes = messages.encode(envelope().model_copy(update={"job_id": "job-last-attempt"}))
             event = {**push_body(data, attributes), "deliveryAttempt": 5}
             body = worker.handle(event)
         finally:
             get_settings.cache_clear()
         assert body["status"] == "failed" and "5 delivery attempts" in body["error"]
-        assert r.results["job-1"]["status"] == "failed" and r.paths["job-1"] == "/simulateCell"
+        assert r.results["job-last-attempt"]["status"] == "failed"
+        assert r.paths["job-last-attempt"] == "/simulateCell"

@@ -47,10 +47,15 @@ class Recorder:
 
 @pytest.fixture(autouse=True)
 def settings(monkeypatch):
-    """A known configuration, read afresh by every test (get_settings is cached)."""
+    """A known configuration, read afresh by every test (get_settings is cached). The
+    legacy routes answer at once here (no worker runs in process); their synchronous
+    reply is tested end to end in tests/test_job_store.py. Tests that get a job accepted
+    record it in the store: they ask for the Firestore emulator (``firestore_emulator``);
+    rejections happen before the store is touched."""
     for name in ("API_KEY", "MAX_REQUEST_BYTES", "CALLBACK_URL_ALLOWLIST"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("CALLBACK_URL_ALLOWLIST", ALLOWED_CALLBACKS)
+    monkeypatch.setenv("LEGACY_SYNC_REPLY", "false")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -81,7 +86,7 @@ def fields_of(reply: dict) -> list[str]:
 # --------------------------------------------------------------------------
 # The Java Job Manager's two bodies
 # --------------------------------------------------------------------------
-def test_java_cell_job_is_queued_as_one_dfn_chen2020_job(published):
+def test_java_cell_job_is_queued_as_one_dfn_chen2020_job(published, firestore_emulator):
     status, reply, _ = call("POST", "/cell/simulate", JAVA_CELL)
 
     assert status == 202, reply
@@ -96,7 +101,7 @@ def test_java_cell_job_is_queued_as_one_dfn_chen2020_job(published):
     assert envelope.callback_url is None
 
 
-def test_java_drive_cycle_job_is_queued_as_us06(published):
+def test_java_drive_cycle_job_is_queued_as_us06(published, firestore_emulator):
     status, reply, _ = call("POST", "/drivecycle/simulate", JAVA_DRIVE_CYCLE)
 
     assert status == 202, reply
@@ -108,7 +113,7 @@ def test_java_drive_cycle_job_is_queued_as_us06(published):
     assert envelope.job.protocol.type == "drive_cycle" and envelope.job.protocol.name == "US06"
 
 
-def test_each_job_gets_its_own_id(published):
+def test_each_job_gets_its_own_id(published, firestore_emulator):
     first = call("POST", "/cell/simulate", JAVA_CELL)[1]["jobId"]
     second = call("POST", "/cell/simulate", JAVA_CELL)[1]["jobId"]
 
@@ -116,7 +121,7 @@ def test_each_job_gets_its_own_id(published):
     assert [e.job_id for e in published.envelopes] == [first, second]
 
 
-def test_a_legacy_id_sent_by_the_caller_is_kept(published):
+def test_a_legacy_id_sent_by_the_caller_is_kept(published, firestore_emulator):
     status, reply, _ = call("POST", "/cell/simulate", {**JAVA_CELL, "id": "jm-42.run:7"})
 
     assert status == 202, reply
@@ -161,7 +166,7 @@ def test_an_invalid_legacy_body_is_rejected_naming_the_field(published, path, bo
     assert published.calls == 0 and published.envelopes == []
 
 
-def test_the_recorder_does_record_the_valid_bodies_the_invalid_ones_were_made_from(published):
+def test_the_recorder_does_record_the_valid_bodies_the_invalid_ones_were_made_from(published, firestore_emulator):
     """Positive control for the test above: with the one bad field taken out, each is published."""
     for path, body in [("/cell/simulate", JAVA_CELL), ("/drivecycle/simulate", JAVA_DRIVE_CYCLE),
                        ("/cell/simulate", {**JAVA_CELL, "id": "no-spaces-allowed"}),
@@ -173,7 +178,7 @@ def test_the_recorder_does_record_the_valid_bodies_the_invalid_ones_were_made_fr
     assert [e.kind for e in published.envelopes] == ["cell", "driveCycle", "cell", "cell"]
 
 
-def test_a_legacy_body_may_leave_out_every_field(published):
+def test_a_legacy_body_may_leave_out_every_field(published, firestore_emulator):
     status, reply, _ = call("POST", "/cell/simulate", {})
 
     assert status == 202, reply
@@ -194,7 +199,7 @@ def test_an_unknown_path_is_404_and_lists_the_routes(published):
     assert published.calls == 0
 
 
-def test_a_trailing_slash_reaches_the_same_route(published):
+def test_a_trailing_slash_reaches_the_same_route(published, firestore_emulator):
     status, reply, _ = call("POST", "/cell/simulate/", JAVA_CELL)
 
     assert status == 202, reply
@@ -203,7 +208,7 @@ def test_a_trailing_slash_reaches_the_same_route(published):
 
 @pytest.mark.parametrize("method, path, allow", [
     ("GET", "/cell/simulate", "POST"),
-    ("PUT", "/jobs", "POST"),
+    ("PUT", "/jobs", "GET, POST"),  # GET /jobs lists the stored jobs
     ("POST", "/catalog", "GET"),
     ("DELETE", "/healthz", "GET"),
 ])
@@ -216,7 +221,7 @@ def test_a_wrong_method_is_405_with_an_allow_header(published, method, path, all
     assert published.calls == 0
 
 
-def test_a_body_over_max_request_bytes_is_413(monkeypatch, published):
+def test_a_body_over_max_request_bytes_is_413(monkeypatch, published, firestore_emulator):
     monkeypatch.setenv("MAX_REQUEST_BYTES", "200")
     get_settings.cache_clear()
     body = {**JAVA_CELL, "padding": "x" * 300}
@@ -259,7 +264,7 @@ def test_with_an_api_key_set_a_request_without_it_is_401(monkeypatch, published)
     assert published.calls == 0
 
 
-def test_with_an_api_key_set_the_right_key_is_accepted(monkeypatch, published):
+def test_with_an_api_key_set_the_right_key_is_accepted(monkeypatch, published, firestore_emulator):
     monkeypatch.setenv("API_KEY", "s3cret")
     get_settings.cache_clear()
 
@@ -272,7 +277,7 @@ def test_with_an_api_key_set_the_right_key_is_accepted(monkeypatch, published):
 # --------------------------------------------------------------------------
 # Native jobs (these checks import PyBaMM once)
 # --------------------------------------------------------------------------
-def test_a_native_job_is_queued_with_its_allowlisted_callback(published):
+def test_a_native_job_is_queued_with_its_allowlisted_callback(published, firestore_emulator):
     job = {**NATIVE_JOB, "callback_url": ALLOWED_CALLBACKS + "/run-1", "id": "native-1"}
 
     status, reply, _ = call("POST", "/jobs", job)
@@ -306,7 +311,7 @@ def test_an_invalid_native_job_is_rejected_naming_the_field(published, body, fie
     assert published.calls == 0
 
 
-def test_get_catalog_lists_models_and_parameter_sets(published):
+def test_get_catalog_lists_models_and_parameter_sets(published, firestore_emulator):
     status, reply, _ = call("GET", "/catalog")
 
     assert status == 200
@@ -330,7 +335,7 @@ def test_get_healthz_is_ok(published):
 # --------------------------------------------------------------------------
 # Sweeps
 # --------------------------------------------------------------------------
-def test_a_grid_sweep_publishes_one_job_per_member(published):
+def test_a_grid_sweep_publishes_one_job_per_member(published, firestore_emulator):
     sweep = {"base": NATIVE_JOB, "vary": {"protocol.c_rate": [0.5, 1, 2]}}
 
     status, reply, _ = call("POST", "/sweeps", sweep)
@@ -358,7 +363,7 @@ def test_a_sweep_with_one_invalid_member_is_rejected_whole(published):
     assert published.calls == 0 and published.envelopes == []
 
 
-def test_a_sweep_member_pybamm_rejects_is_named(published):
+def test_a_sweep_member_pybamm_rejects_is_named(published, firestore_emulator):
     sweep = {"base": NATIVE_JOB, "vary": {"parameter_set": ["Chen2020", "NoSuchCell2031"]}}
 
     status, reply, _ = call("POST", "/sweeps", sweep)
@@ -376,7 +381,7 @@ def test_a_sweep_base_may_not_carry_an_id(published):
     assert published.calls == 0
 
 
-def test_a_sweep_too_large_to_publish_is_413(monkeypatch):
+def test_a_sweep_too_large_to_publish_is_413(monkeypatch, firestore_emulator):
     recorder = Recorder(fail_with=MessageTooLarge("the job is 300000 bytes once encoded; the limit is 262144 bytes"))
     monkeypatch.setattr(shared.delivery.publisher, "publish", recorder)
 
@@ -403,7 +408,7 @@ def test_a_real_oversized_job_is_413_before_anything_is_sent(monkeypatch):
     assert "the limit is 2000 bytes" in reply["errors"][0]["error"]
 
 
-def test_a_publish_failure_is_503_in_json_without_details(monkeypatch):
+def test_a_publish_failure_is_503_in_json_without_details(monkeypatch, firestore_emulator):
     recorder = Recorder(fail_with=RuntimeError("pubsub exploded at 10.0.0.7"))
     monkeypatch.setattr(shared.delivery.publisher, "publish", recorder)
 

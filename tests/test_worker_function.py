@@ -133,7 +133,7 @@ def test_poison_without_a_job_id_is_acked_and_reports_nothing(job_manager, event
     assert len(job_manager.deliveries) == before
 
 
-def test_a_callback_url_outside_the_allowlist_is_reported_to_the_job_manager(job_manager):
+def test_a_callback_url_outside_the_allowlist_is_reported_to_the_job_manager(job_manager, firestore_emulator):
     job = Job.model_validate({"model": {"name": "SPM"},
                               "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 60}})
     env = with_id("foreign-callback", kind="native", job=job, callback_url="http://169.254.169.254/latest/meta-data")
@@ -149,7 +149,7 @@ def test_a_callback_url_outside_the_allowlist_is_reported_to_the_job_manager(job
 # --------------------------------------------------------------------------
 # Simulations
 # --------------------------------------------------------------------------
-def test_the_java_cell_job_simulates_and_posts_legacy_rows(job_manager):
+def test_the_java_cell_job_simulates_and_posts_legacy_rows(job_manager, firestore_emulator):
     body = worker.handle(push(with_id("java-cell")), event_id="e1")
 
     assert body["status"] == "succeeded", body.get("error")
@@ -169,7 +169,7 @@ def test_the_java_cell_job_simulates_and_posts_legacy_rows(job_manager):
     assert job_manager.encodings["java-cell"] == [""]  # legacy callbacks are never compressed
 
 
-def test_a_native_job_posts_columns_to_an_allowlisted_callback_url(job_manager):
+def test_a_native_job_posts_columns_to_an_allowlisted_callback_url(job_manager, firestore_emulator):
     job = Job.model_validate({"model": {"name": "SPM"},
                               "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 600},
                               "outputs": {"variables": ["Time [s]", "Voltage [V]"], "max_points": 11}})
@@ -184,7 +184,7 @@ def test_a_native_job_posts_columns_to_an_allowlisted_callback_url(job_manager):
     assert len(received["columns"]["Time [s]"]) == 11 and received["completed"] is True
 
 
-def test_a_cell_starting_above_its_cut_off_gets_one_failed_callback(job_manager):
+def test_a_cell_starting_above_its_cut_off_gets_one_failed_callback(job_manager, firestore_emulator):
     job = LegacyRequest.model_validate({**JAVA_CELL, "upperVoltage": 3.0}).to_job("cell")
 
     body = worker.handle(push(with_id("above-cut-off", job=job)), event_id="e1")
@@ -198,7 +198,7 @@ def test_a_cell_starting_above_its_cut_off_gets_one_failed_callback(job_manager)
     assert "Traceback" not in received["error"]
 
 
-def test_a_native_job_with_an_unknown_parameter_gets_one_failed_callback(job_manager):
+def test_a_native_job_with_an_unknown_parameter_gets_one_failed_callback(job_manager, firestore_emulator):
     # published straight to the topic: the submit function would have refused it
     job = Job.model_validate({"model": {"name": "SPM"}, "parameters": {"Frobnication [V]": 1.0},
                               "protocol": {"type": "constant_current", "c_rate": 1}})
@@ -211,7 +211,7 @@ def test_a_native_job_with_an_unknown_parameter_gets_one_failed_callback(job_man
     assert "Frobnication [V]" in received["error"] and "Chen2020" in received["error"]
 
 
-def test_the_delivery_attempt_travels_in_the_callback(job_manager):
+def test_the_delivery_attempt_travels_in_the_callback(job_manager, firestore_emulator):
     worker.handle(push(with_id("second-attempt"), deliveryAttempt=2), event_id="e1")
 
     received = job_manager.wait_for(["second-attempt"], timeout_s=5)["second-attempt"]
@@ -221,7 +221,7 @@ def test_the_delivery_attempt_travels_in_the_callback(job_manager):
 # --------------------------------------------------------------------------
 # The receiver's answers
 # --------------------------------------------------------------------------
-def test_a_receiver_answering_404_is_permanent_so_the_message_is_acked(monkeypatch):
+def test_a_receiver_answering_404_is_permanent_so_the_message_is_acked(monkeypatch, firestore_emulator):
     hits: list[str] = []
 
     class NotFound(BaseHTTPRequestHandler):
@@ -249,7 +249,7 @@ def test_a_receiver_answering_404_is_permanent_so_the_message_is_acked(monkeypat
     assert hits == ["/simulateCell"]  # asked once, not retried
 
 
-def test_a_receiver_that_is_down_makes_the_invocation_fail_for_redelivery(monkeypatch, job_manager):
+def test_a_receiver_that_is_down_makes_the_invocation_fail_for_redelivery(monkeypatch, job_manager, firestore_emulator):
     monkeypatch.setenv("JOB_MANAGER_URL", f"http://127.0.0.1:{free_port()}")
     get_settings.cache_clear()
 
@@ -268,7 +268,7 @@ def test_a_poison_report_to_a_receiver_that_is_down_fails_for_redelivery(monkeyp
         worker.handle(event, event_id="e1")
 
 
-def test_a_receiver_answering_503_once_still_gets_the_result(job_manager):
+def test_a_receiver_answering_503_once_still_gets_the_result(job_manager, firestore_emulator):
     job_manager.fail_next = 1
     try:
         body = worker.handle(push(with_id("flaky-once")), event_id="e1")
@@ -283,7 +283,7 @@ def test_a_receiver_answering_503_once_still_gets_the_result(job_manager):
     assert deliveries_to(job_manager, "flaky-once") == ["/simulateCell"]  # the 503 was not recorded as one
 
 
-def test_on_the_last_delivery_attempt_the_job_is_reported_failed_without_simulating(monkeypatch, job_manager):
+def test_on_the_last_delivery_attempt_the_job_is_reported_failed_without_simulating(monkeypatch, job_manager, firestore_emulator):
     monkeypatch.setattr(worker, "solver", lambda: pytest.fail("the worker simulated on its last attempt"))
 
     body = worker.handle(push(with_id("last-attempt"), deliveryAttempt=5), event_id="e1")

@@ -10,6 +10,8 @@ a ``Job`` too: it is the only thing the worker and the engine ever see.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from typing import Annotated, Any, Literal, Optional
 
@@ -62,6 +64,19 @@ class Job(Strict):
     conditions: Conditions = Field(default_factory=Conditions)
     outputs: Outputs = Field(default_factory=Outputs)
     callback_url: Optional[str] = Field(default=None, max_length=2048)
+    reuse: bool = Field(default=False, description="answer from the store if an identical job already "
+                                                   "succeeded (same inputs, PyBaMM and service version)")
+
+    def reuse_key(self) -> str:
+        """What makes two jobs the same simulation: every input that reaches the engine,
+        and the PyBaMM and service versions (not where the result goes)."""
+        from importlib.metadata import version
+
+        from shared import SERVICE_VERSION
+
+        inputs = self.model_dump(mode="json", exclude={"callback_url", "reuse"})
+        text = json.dumps([inputs, version("pybamm"), SERVICE_VERSION], sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @field_validator("parameters")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Any, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contract.job import Conditions, Job, ModelSpec, Outputs
-from shared.contract.limits import LIMITS, VOLTAGE_RANGE_V, finite
+from shared.contract.limits import LIMITS, VOLTAGE_RANGE_V, finite, job_id_error
 from shared.engine.protocols import ConstantCurrent, DriveCycle
 
 KINDS = ("cell", "driveCycle")
@@ -70,6 +70,14 @@ class LegacyRequest(BaseModel):
         # Jackson may send a numeric id; keep it as text
         if isinstance(v, (int,)) and not isinstance(v, bool):
             return str(v)
+        return v
+
+    @field_validator("id")
+    @classmethod
+    def _id_rule(cls, v):
+        problem = None if v is None else job_id_error(v)
+        if problem:
+            raise ValueError(f"id {problem}")
         return v
 
     @field_validator("time", "upperVoltage", "lowerVoltage", "nominalCell", "controlCurrent", mode="before")
@@ -143,3 +151,15 @@ def result_rows(columns: dict[str, list[float]]) -> list[dict[str, float]]:
 def result_columns(rows: list[dict[str, float]]) -> dict[str, list[float]]:
     """The Job Manager's rows back as columns named by PyBaMM variable."""
     return {long: [r[short] for r in rows] for short, long in COLUMNS.items()}
+
+
+def sync_reply(kind: str, outcome: Optional[dict[str, Any]]) -> dict[str, Any]:
+    """The original service's synchronous reply, exactly: ``{"jobStarted", "simulationType",
+    "simulationResults"}`` — ``jobStarted`` true with the rows when the job succeeded;
+    false with ``null`` results when it failed, was cancelled or is not finished (the
+    reply's headers say which). Nothing else: the Job Manager's entity admits no other
+    property."""
+    if outcome is not None and outcome.get("status") == "succeeded":
+        rows = [{short: row.get(short) for short in COLUMNS} for row in outcome.get("result") or []]
+        return {"jobStarted": True, "simulationType": kind, "simulationResults": rows}
+    return {"jobStarted": False, "simulationType": kind, "simulationResults": None}

@@ -7,6 +7,7 @@ read these without loading PyBaMM.
 from __future__ import annotations
 
 import math
+import re
 from typing import Optional
 
 from pydantic import BaseModel, ConfigDict
@@ -37,3 +38,18 @@ def finite(v: Optional[float], name: str) -> Optional[float]:
     if v is not None and not math.isfinite(v):
         raise ValueError(f"{name} must be a finite number")
     return v
+
+
+# Job ids: the caller's own (legacy "id", native "id") or a new uuid. The same rule for
+# both: they travel in headers, URLs and store keys.
+JOB_ID_RULE = r"^[A-Za-z0-9._:-]{1,128}$"
+_JOB_ID = re.compile(JOB_ID_RULE)
+
+
+def job_id_error(job_id) -> Optional[str]:
+    """Why a caller's job id is not acceptable (None if it is)."""
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        return "must be 1-128 characters of A-Z a-z 0-9 . _ : -"
+    if set(job_id) == {"."} or (job_id.startswith("__") and job_id.endswith("__")):
+        return "must not be only dots or start and end with __"
+    return None

@@ -35,6 +35,10 @@ _HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) != "%")
 class CallbackRejected(Exception):
     """The receiver answered a 4xx other than 429: retrying will not help."""
 
+    def __init__(self, message: str, status: Optional[int] = None):
+        super().__init__(message)
+        self.status = status
+
 
 class CallbackUndelivered(Exception):
     """Network errors, time-outs or 429/5xx outlasted the retry budget."""
@@ -87,12 +91,14 @@ def _allowed(url: str, allowlist: list[str]) -> bool:
 # What to send
 # --------------------------------------------------------------------------
 def body_for(envelope: Envelope, started_at: str, finished_at: str, attempt: Optional[int],
-             result: Optional[dict[str, Any]] = None, error: Optional[str] = None) -> dict[str, Any]:
-    """The callback body for a finished job (``result``) or a failed one (``error``)."""
+             result: Optional[dict[str, Any]] = None, error: Optional[str] = None,
+             status: Optional[str] = None) -> dict[str, Any]:
+    """The callback body for a finished job (``result``), a failed one (``error``) or a
+    cancelled one (``error`` and ``status="cancelled"``)."""
     body: dict[str, Any] = {
         "id": envelope.job_id,
         "simulationType": envelope.kind,
-        "status": "failed" if error is not None else "succeeded",
+        "status": status or ("failed" if error is not None else "succeeded"),
         "jobSubmitted": envelope.submitted_at,
         "jobStarted": started_at,
         "jobFinished": finished_at,
@@ -101,7 +107,7 @@ def body_for(envelope: Envelope, started_at: str, finished_at: str, attempt: Opt
     if envelope.sweep:
         body["sweep"] = envelope.sweep
     if error is not None:
-        body.update({"error": error, "termination": "failed", "completed": False, "result": []})
+        body.update({"error": error, "termination": body["status"], "completed": False, "result": []})
         return body
     assert result is not None
     body.update(
@@ -248,7 +254,7 @@ def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] 
                 if 200 <= response.status_code < 300:
                     return response.status_code
                 if response.status_code not in RETRY_STATUSES:
-                    raise CallbackRejected(f"receiver answered {response.status_code}")
+                    raise CallbackRejected(f"receiver answered {response.status_code}", response.status_code)
                 last = f"receiver answered {response.status_code}"
             if time.monotonic() + ROUND_PAUSE_S >= deadline:
                 raise CallbackUndelivered(f"callback to the Job Manager failed: {last}")

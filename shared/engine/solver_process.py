@@ -18,7 +18,7 @@ import logging
 import multiprocessing
 import threading
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from shared.engine.errors import SimulationError
 
@@ -31,6 +31,13 @@ class JobTimeout(SimulationError):
 
 class SolverCrashed(SimulationError):
     pass
+
+
+class Cancelled(Exception):
+    """The job was cancelled while it ran; the solver process was stopped."""
+
+
+CANCEL_POLL_S = 1.0  # how often a running job asks whether it was cancelled
 
 
 def _serve(conn) -> None:  # runs in the child
@@ -88,9 +95,12 @@ class SolverProcess:
             self._conn.close()
         self._proc = self._conn = None
 
-    def run(self, job, timeout_s: float) -> dict[str, Any]:
-        """The result of one job (a ``shared.contract.job.Job``); raises ``SimulationError``."""
+    def run(self, job, timeout_s: float, should_stop: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
+        """The result of one job (a ``shared.contract.job.Job``); raises ``SimulationError``,
+        or ``Cancelled`` when ``should_stop()`` (asked every second) turns true."""
         with self._lock:
+            if should_stop is not None and should_stop():  # cancelled while it waited for this process
+                raise Cancelled()
             if self._proc is None or not self._proc.is_alive():
                 self._stop()
                 self._start()
@@ -100,11 +110,16 @@ class SolverProcess:
                 self._stop()
                 self._start()
                 self._conn.send(job)
+            deadline = time.monotonic() + timeout_s
             try:
-                ready = self._conn.poll(timeout_s)
-                if not ready:
-                    self._stop()
-                    raise JobTimeout(f"timeout: the simulation exceeded this service's {timeout_s:g} s time budget")
+                while not self._conn.poll(max(0.0, min(CANCEL_POLL_S, deadline - time.monotonic()))):
+                    if time.monotonic() >= deadline:
+                        self._stop()
+                        raise JobTimeout(
+                            f"timeout: the simulation exceeded this service's {timeout_s:g} s time budget")
+                    if should_stop is not None and should_stop():
+                        self._stop()
+                        raise Cancelled()
                 ok, value = self._conn.recv()
             except (EOFError, OSError) as exc:
                 code = self._proc.exitcode if self._proc is not None else None

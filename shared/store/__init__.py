@@ -1,0 +1,1 @@
+"""The job store (Firestore): one record per job, its result, its sweep."""
