@@ -78,7 +78,7 @@ def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
     if state == "finished":
         return _resend(envelope, target, record, attempt, fields)
     if state == "cancelled":
-        body = callback.body_for(envelope, _now(), _now(), attempt, error="cancelled before it started",
+        body = callback.body_for(envelope, None, _now(), attempt, error="cancelled before it started",
                                  status="cancelled")
         return _conclude(envelope, target, body, fields)
     if attempt is not None and attempt >= settings.max_delivery_attempts:
@@ -155,7 +155,7 @@ def _resend(envelope, target: str, record: dict[str, Any], attempt, fields) -> d
     store = job_store.store()
     body = store.result(envelope.job_id, record)
     if body is None:  # cancelled while queued: the outcome has no body yet
-        body = callback.body_for(envelope, record.get("finishedAt") or _now(), record.get("finishedAt") or _now(),
+        body = callback.body_for(envelope, record.get("startedAt"), record.get("finishedAt") or _now(),
                                  attempt, error=record.get("error") or "cancelled", status=record["status"])
         store.finish(envelope.job_id, body)
     if (record.get("callback") or {}).get("state") in ("delivered", "rejected", "disabled"):

@@ -33,10 +33,10 @@ pytestmark = pytest.mark.slow
 RUN = uuid.uuid4().hex[:8]
 JSON = {"Content-Type": "application/json"}
 FAST_NATIVE = {"model": {"name": "SPM"}, "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 60}}
-# an inline profile of 20,000 knots over 11 h: a DFN solve of many seconds, to cancel while it runs
+# an inline profile of 10,000 knots over 5.5 h: a DFN solve of many seconds, to cancel while it runs
 LONG_DRIVE_CYCLE = {"model": {"name": "DFN"}, "conditions": {"initial_soc": 0.9}, "protocol": {
-    "type": "drive_cycle", "time_s": [2.0 * k for k in range(20000)],
-    "current_A": [(0.5 + (k % 7) * 0.3) for k in range(20000)]}}
+    "type": "drive_cycle", "time_s": [2.0 * k for k in range(10000)],
+    "current_A": [round(0.2 + (k % 7) * 0.1, 1) for k in range(10000)]}}
 
 
 # --------------------------------------------------------------------------
@@ -123,7 +123,9 @@ def test_java_job_manager_requests_get_the_original_synchronous_body(store_stack
         assert stored["result"] == body["simulationResults"]
         assert receiver.wait_for([job_id], 30)[job_id]["result"] == body["simulationResults"]
     cell, drive, _ = (json.loads(r.text) for r in replies)
-    assert len(cell["simulationResults"]) == 101 and len(drive["simulationResults"]) == 601
+    # the cell job reaches 2.5 V at about 3555 s: its 101-point grid ends there
+    assert 90 <= len(cell["simulationResults"]) <= 101 and 3500 < cell["simulationResults"][-1]["time"] < 3600
+    assert len(drive["simulationResults"]) == 601
     assert replies[0].headers["X-Job-Termination"] == "event: Minimum voltage [V]"
 
 
@@ -217,7 +219,7 @@ def test_a_receiver_answering_404_to_everything_loses_no_result(store_stack):
     assert view["status"] == "succeeded"
     assert view["callback"]["state"] == "rejected" and view["callback"]["status"] == 404
     assert ("/simulateCell", job_id) in receiver.rejections
-    assert len(get(stack, f"/jobs/{job_id}/result").json()["result"]) == 11
+    assert len(get(stack, f"/jobs/{job_id}/result").json()["result"]) == 101
 
 
 def test_a_receiver_down_longer_than_every_redelivery_loses_no_result(tmp_path_factory):
@@ -225,7 +227,7 @@ def test_a_receiver_down_longer_than_every_redelivery_loses_no_result(tmp_path_f
 
     nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens here
     with Stack.on_free_ports(job_manager_url=nowhere, log_dir=tmp_path_factory.mktemp("stack-down"),
-                             max_delivery_attempts=3,
+                             max_delivery_attempts=5,  # Pub/Sub's minimum
                              extra_env={"CALLBACK_TOTAL_BUDGET_S": 1, "CALLBACK_TIMEOUT_S": 1}) as stack:
         reply = post(stack, "/jobs", FAST_NATIVE, headers={"Prefer": "wait=60"})
         assert reply.status_code == 200
@@ -233,7 +235,7 @@ def test_a_receiver_down_longer_than_every_redelivery_loses_no_result(tmp_path_f
         deadline = time.monotonic() + 90
         while True:  # redelivered (the store keeps the result: it is resent, not re-simulated)
             view = get(stack, f"/jobs/{job_id}").json()
-            if view["callback"]["attempts"] >= 3:
+            if view["callback"]["attempts"] >= 5:
                 break
             assert time.monotonic() < deadline, view
             time.sleep(0.5)
@@ -271,7 +273,9 @@ def test_cancel_a_queued_job_it_is_never_simulated(store_stack):
 
 def test_cancel_a_running_drive_cycle_stops_it(store_stack):
     stack, receiver = store_stack
-    job_id = post(stack, "/jobs", LONG_DRIVE_CYCLE).json()["jobId"]
+    reply = post(stack, "/jobs", LONG_DRIVE_CYCLE)
+    assert reply.status_code == 202, reply.text
+    job_id = reply.json()["jobId"]
     deadline = time.monotonic() + 60
     while get(stack, f"/jobs/{job_id}").json()["status"] != "running":
         assert time.monotonic() < deadline
@@ -366,9 +370,10 @@ def test_a_sweep_of_50_counts_pages_and_reuse(store_stack):
     results = receiver.wait_for(ids2, 240)
     reused = [i for i in ids2 if results[i].get("reusedFrom")]
     assert len(reused) == 50
-    assert {results[i]["reusedFrom"] for i in reused} <= set(ids)
+    # each from an identical earlier job (the first sweep's, or an earlier 1C job of this module)
+    assert sum(results[i]["reusedFrom"] in ids for i in reused) >= 49
     fresh = [i for i in ids2 if i not in reused]
     assert len(fresh) == 5 and all(results[i]["timings"]["solve_s"] > 0 for i in fresh)
-    one = reused[0]
-    assert results[one]["summary"] == results[results[one]["reusedFrom"]]["summary"]
+    one = next(i for i in reused if results[i]["reusedFrom"] in ids)
+    assert results[one]["summary"] == receiver.wait_for([results[one]["reusedFrom"]], 30)[results[one]["reusedFrom"]]["summary"]
     assert get(stack, f"/jobs/{one}").json()["reusedFrom"] == results[one]["reusedFrom"]

@@ -90,7 +90,7 @@ def _allowed(url: str, allowlist: list[str]) -> bool:
 # --------------------------------------------------------------------------
 # What to send
 # --------------------------------------------------------------------------
-def body_for(envelope: Envelope, started_at: str, finished_at: str, attempt: Optional[int],
+def body_for(envelope: Envelope, started_at: Optional[str], finished_at: str, attempt: Optional[int],
              result: Optional[dict[str, Any]] = None, error: Optional[str] = None,
              status: Optional[str] = None) -> dict[str, Any]:
     """The callback body for a finished job (``result``), a failed one (``error``) or a
