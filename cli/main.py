@@ -306,27 +306,29 @@ def cmd_cancel(args) -> int:
     client = Client(args.url, args.api_key)
     kind = "sweeps" if args.sweep else "jobs"
     try:
-        reply = client.request("POST", f"/{kind}/{quote(args.id, safe='')}/cancel", ok=(200, 202, 409)).json()
+        answer = client.request("POST", f"/{kind}/{quote(args.id, safe='')}/cancel", ok=(200, 202, 409))
     except ServiceError as exc:
         if exc.status == 404:
             _err(f"no {'sweep' if args.sweep else 'job'} {args.id}"
                  + ("" if args.sweep else " (for a sweep, add --sweep)"))
             return 2
         raise
+    reply = answer.json()
+    if answer.status_code == 409:
+        print(f"{'sweep' if args.sweep else 'job'} {args.id} is already {reply.get('status', 'finished')}; "
+              "nothing to cancel")
+        return 1
     if args.sweep:
-        print(f"sweep {args.id}: {reply.get('cancelled', 0)} members cancelled or stopping, "
-              f"{reply.get('alreadyFinished', 0)} already finished")
-        return 0
-    status = reply.get("status")
-    if status == "cancelled":
-        print(f"job {args.id} cancelled (it had not started)")
-        return 0
-    if status == "running" and reply.get("cancelRequested"):
-        print(f"job {args.id} is running: cancel requested; it stops at its next check "
+        cancelled = reply.get("cancelled", 0)
+        print(f"sweep {args.id}: {cancelled} members cancelled or stopping, "
+              f"{reply.get('alreadyFinished', 0)} already finished" + ("" if cancelled else "; nothing to cancel"))
+        return 0 if cancelled else 1
+    if answer.status_code == 202:
+        print(f"job {args.id} is {reply.get('status', 'running')}: cancel requested; it stops at its next check "
               f"(battery-sim status {args.id})")
-        return 0
-    print(f"job {args.id} is already {status}; nothing to cancel")
-    return 1
+    else:
+        print(f"job {args.id} {reply.get('status', 'cancelled')} (it had not started)")
+    return 0
 
 
 def cmd_list(args) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import matplotlib
 
@@ -20,13 +20,13 @@ def _has_temperature(results) -> bool:
 
 
 def plot_results(results: list[tuple[str, dict[str, Any]]], path: Path, title: str = "",
-                 separate: bool = False) -> Path:
+                 separate: bool = False) -> Optional[Path]:
     """One line per (label, callback body); early stops marked with an ×.
 
     ``separate=True`` gives each result its own column (jobs of different lengths).
-    Raises ``ValueError`` when no result has a series to draw (no empty figure is written)."""
+    Returns None, writing nothing, when no result has a series to draw (failed jobs)."""
     if not any(has_series(body) for _, body in results):
-        raise ValueError("no result has a series to draw")
+        return None
     if separate and len(results) > 1:
         return _columns(results, path, title)
     temps = _has_temperature(results)

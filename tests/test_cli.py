@@ -1,6 +1,7 @@
 """The battery-sim command against the real local stack (emulator + functions),
 with its own built-in receiver taking the callbacks."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -44,9 +45,13 @@ def test_a_failed_job_makes_the_command_exit_non_zero(cli_stack, tmp_path):
     stack, port = cli_stack
     job = tmp_path / "bad.json"
     job.write_text('{"simulationType": "cell", "upperVoltage": 3.0, "lowerVoltage": 2.9}')
-    done = run_cli(stack, port, str(job), "--out", str(tmp_path), "--no-plot")
+    done = run_cli(stack, port, str(job), "--out", str(tmp_path))
     assert done.returncode == 1, done.stdout + done.stderr
     assert "failed" in done.stdout and "cut-offs" in done.stdout
+    # the whole error under the table, and no empty plot
+    (body,) = json.loads((tmp_path / "results.json").read_text())
+    assert len(body["error"]) > 48 and f"{body['id']}: failed: {' '.join(body['error'].split())}" in done.stdout
+    assert "no plot: no job has a series to draw" in done.stdout and not (tmp_path / "plot.png").exists()
 
 
 def test_an_invalid_job_is_reported_with_its_field(cli_stack, tmp_path):
