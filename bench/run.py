@@ -3,6 +3,7 @@
     python -m bench.run                       # full run (about 10 minutes on 2 cores)
     python -m bench.run --quick               # fewer repetitions, a small end-to-end burst
     python -m bench.run --e2e-jobs 50 --json out/bench.json
+    python -m bench.run --only store,sync     # the job store's figures alone
 
 Jobs (the same in every section):
   dfn_cell  the Java Job Manager's cell job: DFN, Chen2020, 5 A for 1 h, 5 A.h, 4.2/2.5 V
@@ -15,7 +16,11 @@ Sections
            with warm simulate(job) calls; accuracy against a 1e-9 IDAKLU reference
   overhead share of a warm call outside the solver (result timings) + cProfile breakdown
   ipc      SolverProcess round trip against a direct simulate call
+  store    the job store's cost to a warm DFN cell job on the worker (start, finish,
+           record_callback against the Firestore emulator) interleaved with warm simulate(job)
   e2e      the local stack (emulator + functions-framework): bursts of N legacy cell jobs
+  sync     the warm local stack, one job at a time: the Java Job Manager's synchronous reply
+           (POST /cell/simulate, no Prefer) against the callback's arrival (Prefer: respond-async)
 
 The machine may be shared: load averages are recorded before and after every section.
 """
@@ -43,7 +48,7 @@ from cli.output import format_table as table
 
 setup_env()
 
-SECTIONS = ("cold", "inproc", "overhead", "ipc", "e2e")
+SECTIONS = ("cold", "inproc", "overhead", "ipc", "store", "e2e", "sync")
 
 
 # ---------------------------------------------------------------------------
@@ -348,6 +353,20 @@ def goals(res: dict[str, Any]) -> list[dict[str, Any]]:
     ov = res.get("overhead")
     m = ov["overhead_share"]["median"] * 100 if ov else None
     add("overhead outside the solver, warm DFN cell", "<= 20 %", m, "%", None if m is None else m <= 20.0)
+    st = res.get("store")
+    m = st["store_median_ms"] if st else None
+    add("job store: ms added per warm DFN cell job on the worker (median)", "<= 10 ms", m, "ms",
+        None if m is None else m <= 10.0)
+    m = st["store_share_of_solve_plus_store"] * 100 if st else None
+    add("job store: share of (warm DFN solve + store), in-process", "<= 15 %", m, "%",
+        None if m is None else m <= 15.0)
+    sy = res.get("sync")
+    if st and sy and sy["async_callback"].get("n"):
+        m = st["store_median_ms"] / (sy["async_callback"]["p50_s"] * 1e3) * 100
+        add("  for comparison: store ms / one warm job end to end (callback p50, sync section)", "-", m, "%", None)
+    m = sy["p50_difference_s"] * 1e3 if sy else None
+    add("sync reply p50 - callback arrival p50 (one job at a time)", "<= +100 ms", m, "ms",
+        None if m is None else m <= 100.0)
     return g
 
 
@@ -362,6 +381,8 @@ def fmt_num(x: Optional[float], unit: str) -> str:
         return f"{x:.1f} %"
     if unit == "sims/s":
         return f"{x:.1f}/s"
+    if unit == "ms":
+        return f"{x:.1f} ms"
     return f"{x:.2f} {unit}"
 
 
@@ -372,6 +393,8 @@ def print_report(res: dict[str, Any]) -> None:
     say(f"bench: PyBaMM {meta['pybamm']}, Python {meta['python']}, {meta['cpus']} CPUs, "
         f"{'QUICK' if meta['quick'] else 'full'} run, commit {meta['commit']}")
     say(f"load average at start {meta['load_start']}, at end {meta.get('load_end')}")
+    if meta.get("uncommitted"):
+        say(f"working tree differs from the commit in: {', '.join(meta['uncommitted'])}")
     say(meta["precompiled"])
     for sec, (a, b) in res.get("load", {}).items():
         say(f"  {sec:9s} load {a} -> {b}")
@@ -436,6 +459,29 @@ def print_report(res: dict[str, Any]) -> None:
             f"({p['ipc_overhead_vs_child_share'] * 100:.1f} % of the round trip); difference of medians "
             f"(round trip - direct, load-sensitive) {fmt_s(p['ipc_overhead_s'])}; first job through a new "
             f"solver process (spawn + import + build + solve) {fmt_s(p['solver_process_first_job_s'])}")
+    if "store" in res:
+        st = res["store"]
+
+        def ms(d: dict) -> str:
+            return f"{d['median_ms']:.1f} [{d['min_ms']:.1f}..{d['max_ms']:.1f}]"
+
+        say(f"\n[store] the job store's cost to a warm DFN cell job on the worker: Firestore emulator, "
+            f"{st['n']} jobs interleaved with warm simulate(job); result {st['result_rows']} rows, "
+            f"{st['result_gzip_bytes']} B gzip in {st['result_chunks']} chunk(s) (median [min..max] ms)")
+        say(table(["start (claim)", "finish (result + outcome)", "record_callback", "store total / job",
+                   "warm simulate", "store / (solve + store)"],
+                  [[ms(st["store_start"]), ms(st["store_finish"]), ms(st["store_record_callback"]),
+                    ms(st["store_total"]), ms(st["warm_simulate"]),
+                    f"{st['store_share_of_solve_plus_store'] * 100:.1f} %"]]))
+        f = st["first_job_store_ms"]
+        say(f"    first job's store calls (new channel): {f['total']:.1f} ms (start {f['start']:.1f}, finish "
+            f"{f['finish']:.1f}, record_callback {f['record_callback']:.1f}); emulator up in "
+            f"{st['emulator_start_s']} s")
+        sy = res.get("sync")
+        if sy and sy["async_callback"].get("n"):
+            cbp50 = sy["async_callback"]["p50_s"] * 1e3
+            say(f"    end to end (sync section, one warm job at a time): callback p50 {cbp50:.0f} ms; the store's "
+                f"{st['store_median_ms']:.1f} ms is {st['store_median_ms'] / cbp50 * 100:.1f} % of it")
     if "e2e" in res:
         e = res["e2e"]
         say(f"\n[4] end to end: stack with {e['worker_processes']} worker processes, THREADS="
@@ -466,6 +512,30 @@ def print_report(res: dict[str, Any]) -> None:
         solvers = [p["peak_rss_MB"] for p in e["processes"] if p["role"] == "pybamm-solver"]
         say(f"    peak RSS per solver process: {', '.join(f'{x} MB' for x in solvers) or '-'}; peak of the "
             f"worker group's summed RSS {e['peak_group_rss_MB']} MB ({e['rss_samples']} samples)")
+    if "sync" in res:
+        sy = res["sync"]
+
+        def pp(d: dict) -> list[str]:
+            if not d.get("n"):
+                return ["-", "-", "-", "0"]
+            return [f"{d['p50_s'] * 1e3:.0f} ms", f"{d['p90_s'] * 1e3:.0f} ms",
+                    f"{d['min_s'] * 1e3:.0f}..{d['max_s'] * 1e3:.0f} ms", str(d["n"])]
+
+        say(f"\n[sync] the Java Job Manager's synchronous reply vs the callback, warm stack "
+            f"({sy['worker_processes']} worker processes), one legacy cell job at a time, alternating "
+            f"(warmed with {sy['warmup_jobs']} jobs)")
+        say(table(["", "p50", "p90", "min..max", "n"], [
+            ["sync: POST -> 200 reply (original body)"] + pp(sy["sync_reply"]),
+            ["async: POST (respond-async) -> callback arrives"] + pp(sy["async_callback"]),
+            ["  async: POST -> 202"] + pp(sy["async_ack"]),
+            ["  sync jobs: POST -> their own callback arrives"] + pp(sy["sync_jobs_own_callback"]),
+            ["  sync jobs: reply - own callback (paired)"] + pp(sy["sync_minus_own_callback"])]))
+        ph = sy["async_phase_p50_s"]
+        say(f"    sync - callback: p50 {sy['p50_difference_s'] * 1e3:+.0f} ms, p90 "
+            f"{sy['p90_difference_s'] * 1e3:+.0f} ms (goal: p50 within +100 ms)")
+        say(f"    async job phases p50 (callback body's jobStarted/jobFinished): submit -> worker starts "
+            f"{fmt_s(ph['submit_to_start'])}, start -> finish {fmt_s(ph['start_to_finish'])} (solve "
+            f"{fmt_s(sy['async_worker_solve_p50_s'])}), finish -> callback arrives {fmt_s(ph['finish_to_arrival'])}")
     say("\n[goals]")
     say(table(["goal", "target", "measured", "result"],
               [[g["goal"], g["target"], fmt_num(g["measured"], g["unit"]),
@@ -496,6 +566,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here, e.g. out/bench.json")
     ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {SECTIONS}")
     ap.add_argument("--profile", action="store_true", help="print the cProfile top 20 of warm DFN cell calls")
+    ap.add_argument("--store-jobs", type=int, default=None,
+                    help="store: jobs timed (default 30; 10 with --quick)")
+    ap.add_argument("--sync-jobs", type=int, default=None,
+                    help="sync: jobs of each kind, sync and async (default 20; 6 with --quick)")
     ap.add_argument("--no-warm-burst", action="store_true", help="end to end: the cold burst only")
     ap.add_argument("--worker-threads", type=int, default=None,
                     help="experiment: start the worker function with THREADS=N (the stack uses 2)")
@@ -507,13 +581,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     quick = args.quick
     e2e_jobs = args.e2e_jobs if args.e2e_jobs is not None else (10 if quick else 50)
     reps = dict(cold=1 if quick else 3, orig=2 if quick else 5, warm=4 if quick else 10,
-                prof=3 if quick else 10, ipc=3 if quick else 10)
+                prof=3 if quick else 10, ipc=3 if quick else 10,
+                store=args.store_jobs if args.store_jobs is not None else (10 if quick else 30),
+                sync=args.sync_jobs if args.sync_jobs is not None else (6 if quick else 20))
     logging.getLogger("shared").setLevel(logging.WARNING)
 
     res: dict[str, Any] = {"meta": {
         "quick": quick, "python": platform.python_version(), "pybamm": _pybamm_version(),
         "cpus": os.cpu_count(), "load_start": load(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "commit": _commit(), "repetitions": reps, "e2e_jobs": e2e_jobs,
+        "commit": _commit(), "uncommitted": _uncommitted(), "repetitions": reps, "e2e_jobs": e2e_jobs,
         "drive_cycle_path": os.environ.get("DRIVE_CYCLE_PATH"), "precompiled": _precompiled()}, "load": {}}
     say(res["meta"]["precompiled"])
     t_all = time.perf_counter()
@@ -533,6 +609,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     run("overhead", lambda: section_overhead(res.get("inproc"), reps["prof"], args.profile))
     run("ipc", lambda: section_ipc(reps["ipc"]))
 
+    def store():
+        from bench import store as store_mod
+
+        return store_mod.run(reps["store"], log=lambda m: say(m))
+
+    run("store", store)
+
     def e2e():
         from bench import e2e as e2e_mod
 
@@ -540,6 +623,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                            log=lambda m: say(m), worker_threads=args.worker_threads)
 
     run("e2e", e2e)
+
+    def sync():
+        from bench import sync as sync_mod
+
+        return sync_mod.run(reps["sync"], log=lambda m: say(m))
+
+    run("sync", sync)
     res["meta"]["load_end"] = load()
     res["meta"]["total_s"] = round(time.perf_counter() - t_all, 1)
     res["goals"] = goals(res)
@@ -567,6 +657,16 @@ def _pybamm_version() -> str:
     import pybamm
 
     return pybamm.__version__
+
+
+def _uncommitted() -> list[str]:
+    """Files that differ from the commit (the run measured the working tree, not only the commit)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                             capture_output=True, text=True, timeout=10).stdout
+    except Exception:  # noqa: BLE001
+        return []
+    return [line[3:] for line in out.splitlines() if line.strip()]
 
 
 def _commit() -> str:

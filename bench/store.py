@@ -1,0 +1,148 @@
+"""The job store's cost to a warm job on the worker, against the Firestore emulator.
+
+For the Java cell job (DFN), the worker's store calls per job are
+
+    store.start(envelope, attempt)                         claim: a transaction (read + write)
+    store.finish(job_id, body, reuse_key=...)              the result's gzip chunks + the outcome
+    store.record_callback(job_id, "delivered", 200)        the callback's state
+
+This section starts the Firestore emulator alone (``Stack.start_firestore``),
+points this process's store at it, builds the job's real callback body once
+(``kinds.simulate`` + ``callback.body_for``) and then, in turns, times one warm
+``simulate(job)`` and one job's three store calls (each job has its own id and is
+first recorded as the submit function records it, outside the timing). The figures:
+store ms added per job, warm simulate ms, and the store's share of the two.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+
+def _ms_stats(xs: list[float]) -> dict[str, Any]:
+    if not xs:
+        return {"n": 0}
+    return {"n": len(xs), "median_ms": statistics.median(xs) * 1e3, "min_ms": min(xs) * 1e3,
+            "max_ms": max(xs) * 1e3, "p90_ms": _pct(xs, 90) * 1e3}
+
+
+def _pct(xs: list[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(xs, q))
+
+
+def run(n: int, warmup: int = 3, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from bench.jobs import service_job
+    from local.stack import Stack
+    from shared.contract.envelope import Envelope
+    from shared.delivery import callback
+    from shared.engine import kinds
+    from shared.settings import get_settings
+    from shared.store import jobs as job_store
+
+    job = service_job("dfn_cell")
+    log_dir = Path(tempfile.mkdtemp(prefix="bench-store-"))
+    stack = Stack.on_free_ports(log_dir=log_dir)
+    saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    out: dict[str, Any] = {"job": "dfn_cell", "emulator_logs": str(log_dir)}
+    try:
+        t0 = time.perf_counter()
+        stack.start_firestore()
+        out["emulator_start_s"] = round(time.perf_counter() - t0, 2)
+        os.environ["FIRESTORE_EMULATOR_HOST"] = stack.firestore_host
+        get_settings.cache_clear()
+        job_store.reset()
+        store = job_store.store()
+        log(f"  Firestore emulator up in {out['emulator_start_s']} s at {stack.firestore_host}")
+
+        run_id = uuid.uuid4().hex[:8]
+
+        def envelope(k: int) -> Envelope:
+            return Envelope(job_id=f"bench-store-{run_id}-{k:04d}", kind="cell",
+                            submitted_at=job_store.now_iso(), job=job)
+
+        # the job's real result body, from one engine run
+        first_s_t0 = time.perf_counter()
+        result = kinds.simulate(job)
+        first_sim_s = time.perf_counter() - first_s_t0
+        env0 = envelope(0)
+        started = job_store.now_iso()
+        body0 = callback.body_for(env0, started, job_store.now_iso(), 1, result=result)
+        reuse_key = job.reuse_key()
+
+        def one_job(k: int) -> tuple[float, float, float, dict]:
+            env = envelope(k)
+            store.create(env)  # what the submit function records; not the worker's cost
+            body = {**body0, "id": env.job_id, "jobSubmitted": env.submitted_at}
+            a = time.perf_counter()
+            state, record = store.start(env, None)
+            b = time.perf_counter()
+            assert state == "run", state
+            update = store.finish(env.job_id, body, reuse_key=reuse_key)
+            c = time.perf_counter()
+            store.record_callback(env.job_id, "delivered", 200)
+            d = time.perf_counter()
+            return b - a, c - b, d - c, update
+
+        first = one_job(0)  # first calls: the gRPC channel, the emulator's first transaction
+        for k in range(1, warmup):
+            one_job(k)
+            kinds.simulate(job)
+        sim_s, start_s, finish_s, cb_s, total_s = [], [], [], [], []
+        update: dict = {}
+        for k in range(warmup, warmup + n):  # interleaved: a warm solve, then one job's store calls
+            t = time.perf_counter()
+            kinds.simulate(job)
+            sim_s.append(time.perf_counter() - t)
+            s, f, c, update = one_job(k)
+            start_s.append(s)
+            finish_s.append(f)
+            cb_s.append(c)
+            total_s.append(s + f + c)
+        # the stored record is whole: read it back once
+        check_id = envelope(warmup + n - 1).job_id
+        record = store.get(check_id)
+        stored = store.result(check_id, record)
+        assert record and record["status"] == "succeeded" and record["callback"]["state"] == "delivered"
+        assert stored is not None and stored["result"] == body0["result"], "stored body differs"
+
+        st_ms = statistics.median(total_s) * 1e3
+        sim_ms = statistics.median(sim_s) * 1e3
+        out.update({
+            "n": n,
+            "first_simulate_s": round(first_sim_s, 4),
+            "first_job_store_ms": {"start": first[0] * 1e3, "finish": first[1] * 1e3, "record_callback": first[2] * 1e3,
+                                   "total": sum(first[:3]) * 1e3},
+            "result_rows": len(body0.get("result") or []),
+            "result_gzip_bytes": update.get("result", {}).get("bytes"),
+            "result_chunks": update.get("result", {}).get("chunks"),
+            "store_total": _ms_stats(total_s),
+            "store_start": _ms_stats(start_s),
+            "store_finish": _ms_stats(finish_s),
+            "store_record_callback": _ms_stats(cb_s),
+            "warm_simulate": _ms_stats(sim_s),
+            "store_median_ms": st_ms,
+            "warm_simulate_median_ms": sim_ms,
+            "store_share_of_solve_plus_store": st_ms / (sim_ms + st_ms),
+            "store_share_per_job_median": statistics.median(
+                [s / (s + w) for s, w in zip(total_s, sim_s)]),
+        })
+        log(f"  store {st_ms:.1f} ms/job (start {out['store_start']['median_ms']:.1f}, finish "
+            f"{out['store_finish']['median_ms']:.1f}, record_callback {out['store_record_callback']['median_ms']:.1f});"
+            f" warm simulate {sim_ms:.1f} ms; share {out['store_share_of_solve_plus_store'] * 100:.1f} %")
+    finally:
+        stack.stop()
+        if saved is None:
+            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        else:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = saved
+        get_settings.cache_clear()
+        job_store.reset()
+    return out
