@@ -1,7 +1,9 @@
 """Cloud Functions entry points. Each delegates to its module in ``functions/``.
 
-* ``submit_job``     — HTTP: validates a job, publishes it to Pub/Sub, answers 202.
-* ``run_simulation`` — Pub/Sub (CloudEvent): runs one simulation, posts the result.
+* ``submit_job``     — HTTP: validates a job, records and publishes it; job status, results, cancel.
+* ``run_simulation`` — Pub/Sub (CloudEvent): runs one simulation, stores and posts the result.
+* ``record_dead_letter`` — Pub/Sub (CloudEvent) on the dead-letter topic: an outcome for every
+  job Pub/Sub gave up on.
 """
 
 import json
@@ -12,7 +14,7 @@ os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
 import functions_framework  # noqa: E402
 from werkzeug.exceptions import HTTPException  # noqa: E402
 
-from functions import submit, worker  # noqa: E402
+from functions import dead_letters, submit, worker  # noqa: E402
 from shared import logs  # noqa: E402
 
 logs.configure()
@@ -35,3 +37,8 @@ def submit_job(request):
 @functions_framework.cloud_event
 def run_simulation(cloud_event):
     worker.handle(cloud_event.data, event_id=cloud_event["id"])
+
+
+@functions_framework.cloud_event
+def record_dead_letter(cloud_event):
+    dead_letters.handle(cloud_event.data, event_id=cloud_event["id"])

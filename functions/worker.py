@@ -40,16 +40,33 @@ def check_configuration() -> None:
 def solver() -> SolverProcess:
     global _solver
     if _solver is None:
-        _solver = SolverProcess()
+        _solver = SolverProcess(max_rss_mb=get_settings().solver_max_rss_mb)
     return _solver
+
+
+class Busy(Exception):
+    """This instance is running another job: the push is refused at once, so Pub/Sub
+    delivers it to another instance or later (Cloud Functions never sends a second
+    request to an instance with concurrency 1; a local gunicorn thread can)."""
+
+
+def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
+    """Process one Pub/Sub push (the CloudEvent's ``data``). Returns the callback body.
+    Raises ``Busy`` at once if this instance is running another job."""
+    slot = solver().slot
+    if not slot.acquire(blocking=False):
+        raise Busy("this worker instance is busy with another job")
+    try:
+        return _handle(event_data, event_id)
+    finally:
+        slot.release()
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
-    """Process one Pub/Sub push (the CloudEvent's ``data``). Returns the callback body."""
+def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
     settings = get_settings()
     attempt = messages.delivery_attempt(event_data)
     fields = {"eventId": event_id, "attempt": attempt}
@@ -146,7 +163,7 @@ def _conclude(envelope, target: str, body: dict[str, Any], fields) -> dict[str, 
     """Store the outcome (before anything is sent), then send the callback."""
     job_store.store().finish(envelope.job_id, body, reuse_key=envelope.job.reuse_key(),
                              reused_from=body.get("reusedFrom"))
-    _send(target, body, envelope.job_id, envelope.kind, fields)
+    send_callback(target, body, envelope.job_id, envelope.kind, fields)
     return body
 
 
@@ -161,11 +178,13 @@ def _resend(envelope, target: str, record: dict[str, Any], attempt, fields) -> d
     if (record.get("callback") or {}).get("state") in ("delivered", "rejected", "disabled"):
         log.info("outcome already recorded and reported; acked", extra={"fields": {**fields, "stage": "worker"}})
         return body
-    _send(target, body, envelope.job_id, envelope.kind, fields)
+    send_callback(target, body, envelope.job_id, envelope.kind, fields)
     return body
 
 
-def _send(url: str, body: dict[str, Any], job_id: str, kind: Optional[str], fields) -> None:
+def send_callback(url: str, body: dict[str, Any], job_id: str, kind: Optional[str], fields, final: bool = False) -> None:
+    """POST the callback and record its outcome. Undelivered: raise (Pub/Sub redelivers),
+    unless ``final`` (the dead-letter handler's last attempt): then only record it."""
     store = job_store.store()
     if legacy.is_legacy(kind) and not get_settings().legacy_callbacks:
         store.record_callback(job_id, "disabled")
@@ -180,10 +199,12 @@ def _send(url: str, body: dict[str, Any], job_id: str, kind: Optional[str], fiel
         store.record_callback(job_id, "rejected", status=exc.status, error=str(exc))
         return
     except callback.CallbackUndelivered as exc:
-        log.error("callback undelivered; Pub/Sub will redeliver",
+        log.error("callback undelivered" + ("" if final else "; Pub/Sub will redeliver"),
                   extra={"fields": {**fields, "stage": "callback", "error": str(exc)}})
         store.record_callback(job_id, "undelivered", error=str(exc))
-        raise
+        if not final:
+            raise
+        return
     store.record_callback(job_id, "delivered", status=status)
     log.info("callback delivered", extra={"fields": {
         **fields, "stage": "callback", "status": status, "elapsed_s": round(time.perf_counter() - t0, 4)}})

@@ -42,12 +42,16 @@ def main() -> int:
         ids = []
         t0 = time.monotonic()
         for path, body in JAVA_REQUESTS:
-            reply = requests.post(stack.submit_url + path, json=body, timeout=30)
-            print(f"POST {path} {json.dumps(body)}\n  -> {reply.status_code} {reply.text}")
+            # as the Java Job Manager does: a blocking call whose reply body is the result
+            reply = requests.post(stack.submit_url + path, json=body, timeout=90)
             reply.raise_for_status()
-            ids.append(reply.json()["jobId"])
+            rows = reply.json().get("simulationResults") or []
+            print(f"POST {path} {json.dumps(body)}\n  -> {reply.status_code} {len(rows)} rows, "
+                  f"jobStarted={reply.json().get('jobStarted')}, X-Job-Id {reply.headers['X-Job-Id']}, "
+                  f"X-Job-Status {reply.headers['X-Job-Status']} ({time.monotonic() - t0:.1f} s)")
+            ids.append(reply.headers["X-Job-Id"])
         results = receiver.wait_for(ids, timeout_s=300)
-        print(f"\nboth callbacks arrived in {time.monotonic() - t0:.1f} s")
+        print(f"\nboth callbacks arrived too, {time.monotonic() - t0:.1f} s after the first request")
     labelled = [("cell 5 A", results[ids[0]]), ("US06 from SOC 0.9", results[ids[1]])]
     for label, body in labelled:
         print(summary_line(label, body))

@@ -14,7 +14,7 @@ ACK_DEADLINE_S = 600  # longer than the longest job (the worker's limit is 540 s
 
 
 def create(project: str, topic: str, push_endpoint: str, max_delivery_attempts: int,
-           min_backoff_s: int = 2, max_backoff_s: int = 60) -> None:
+           min_backoff_s: int = 2, max_backoff_s: int = 60, dead_letter_endpoint: str | None = None) -> None:
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     topic_path = publisher.topic_path(project, topic)
@@ -37,6 +37,10 @@ def create(project: str, topic: str, push_endpoint: str, max_delivery_attempts: 
                              "maximum_backoff": duration_pb2.Duration(seconds=max_backoff_s)},
         },
     ]
+    if dead_letter_endpoint is not None:  # the dead-letter function: an outcome for every dead letter
+        subscriptions.append({"name": subscriber.subscription_path(project, f"{topic}-dead-push"), "topic": dead_path,
+                              "push_config": {"push_endpoint": dead_letter_endpoint},
+                              "ack_deadline_seconds": 60})
     for request in subscriptions:
         try:
             subscriber.create_subscription(request=request)

@@ -141,6 +141,7 @@ class Stack:
     firestore_port: int = _DEFAULTS.firestore_emulator_port  # the Firestore emulator (the job store)
     submit_port: int = _DEFAULTS.submit_port
     worker_port: int = _DEFAULTS.worker_port
+    dead_letter_port: int = _DEFAULTS.dead_letter_port
     job_manager_url: str = _DEFAULTS.job_manager_url
     worker_processes: int = 2
     worker_threads: int = 2
@@ -157,7 +158,7 @@ class Stack:
         s = Settings()
         values = dict(
             emulator_port=s.pubsub_emulator_port, firestore_port=s.firestore_emulator_port,
-            submit_port=s.submit_port, worker_port=s.worker_port,
+            submit_port=s.submit_port, worker_port=s.worker_port, dead_letter_port=s.dead_letter_port,
             job_manager_url=s.job_manager_url, project=s.google_cloud_project, topic=s.pubsub_topic,
             max_delivery_attempts=s.max_delivery_attempts,
         )
@@ -167,7 +168,7 @@ class Stack:
     @classmethod
     def on_free_ports(cls, **overrides) -> "Stack":
         values = dict(emulator_port=free_port(), firestore_port=free_port(), submit_port=free_port(),
-                      worker_port=free_port())
+                      worker_port=free_port(), dead_letter_port=free_port())
         values.update(overrides)
         return cls(**values)
 
@@ -188,6 +189,10 @@ class Stack:
     def worker_url(self) -> str:
         return f"http://127.0.0.1:{self.worker_port}"
 
+    @property
+    def dead_letter_url(self) -> str:
+        return f"http://127.0.0.1:{self.dead_letter_port}"
+
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
@@ -207,7 +212,8 @@ class Stack:
     def ports(self) -> dict[str, int]:
         """Every port the stack binds on 127.0.0.1, by the setting that names it."""
         return {"PUBSUB_EMULATOR_PORT": self.emulator_port, "FIRESTORE_EMULATOR_PORT": self.firestore_port,
-                "SUBMIT_PORT": self.submit_port, "WORKER_PORT": self.worker_port}
+                "SUBMIT_PORT": self.submit_port, "WORKER_PORT": self.worker_port,
+                "DEAD_LETTER_PORT": self.dead_letter_port}
 
     def check_ports(self) -> None:
         """Raise PortInUse naming every needed port that is already taken."""
@@ -314,7 +320,8 @@ class Stack:
         from local import pubsub_setup
 
         pubsub_setup.create(self.project, self.topic, push_endpoint=self.worker_url + "/",
-                            max_delivery_attempts=self.max_delivery_attempts)
+                            max_delivery_attempts=self.max_delivery_attempts,
+                            dead_letter_endpoint=self.dead_letter_url + "/")
 
     def start_functions(self) -> None:
         ff = str(Path(sys.executable).with_name("functions-framework"))
@@ -323,8 +330,12 @@ class Stack:
                                         "--host", "127.0.0.1", "--port", str(self.submit_port)],
                              {**env, "WORKERS": "1"})
         worker = self._spawn_worker(env)
+        dead = self._spawn("dead-letters", [ff, "--target", "record_dead_letter", "--signature-type", "cloudevent",
+                                            "--host", "127.0.0.1", "--port", str(self.dead_letter_port)],
+                           {**env, "WORKERS": "1", "THREADS": "2"})
         wait_for(self.submit_url + "/healthz", 60, submit, "submit function")
         wait_for(self.worker_url + "/", 60, worker, "worker function")
+        wait_for(self.dead_letter_url + "/", 60, dead, "dead-letter function")
 
     def stop_process(self, name: str, timeout_s: float = 10) -> None:
         proc = self.procs.pop(name, None)
@@ -401,6 +412,7 @@ def main() -> int:
     print(f"""
   submit function     {stack.submit_url}   (POST /cell/simulate, /drivecycle/simulate, /jobs; GET /catalog)
   worker function     {stack.worker_url}   (push endpoint of subscription {stack.topic}-push)
+  dead-letter function {stack.dead_letter_url}  (push endpoint of subscription {stack.topic}-dead-push)
   Pub/Sub emulator    {stack.emulator_host}   (project {stack.project}, topic {stack.topic})
   Firestore emulator  {stack.firestore_host}   (the job store, FIRESTORE_EMULATOR_HOST)
   callbacks go to     {stack.job_manager_url}

@@ -41,6 +41,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = 256 * 1024
 
     # Worker limits
+    # The memory of one worker instance (Cloud Functions --memory); the solver process may
+    # use solver_memory_fraction of it, the rest is the function's own. Above that the
+    # solve is stopped and the job fails saying it ran out of memory.
+    instance_memory_mb: int = 2048
+    solver_memory_fraction: float = 0.7
     job_time_budget_s: float = 400.0  # + the callback's worst case (~130 s) stays below the worker's 540 s timeout
 
     # Drive cycles: the project's folder first, then extra folders (os.pathsep separated)
@@ -69,6 +74,7 @@ class Settings(BaseSettings):
     worker_port: int = 8086
     pubsub_emulator_port: int = 8085
     firestore_emulator_port: int = 8087
+    dead_letter_port: int = 8088
 
     # The job store (Firestore; FIRESTORE_EMULATOR_HOST points the client at the emulator)
     firestore_database: str = "(default)"
@@ -93,6 +99,10 @@ class Settings(BaseSettings):
         if v not in ("auto", "always", "never"):
             raise ValueError(f"SOLVER_COMPILE must be one of auto, always, never (got {v!r})")
         return v
+
+    @property
+    def solver_max_rss_mb(self) -> float:
+        return self.instance_memory_mb * self.solver_memory_fraction
 
     @property
     def topic_path(self) -> str:

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 import time
 from typing import Any, Callable, Optional
@@ -33,11 +35,34 @@ class SolverCrashed(SimulationError):
     pass
 
 
+class OutOfMemory(SimulationError):
+    pass
+
+
 class Cancelled(Exception):
     """The job was cancelled while it ran; the solver process was stopped."""
 
 
 CANCEL_POLL_S = 1.0  # how often a running job asks whether it was cancelled
+MEMORY_POLL_S = 0.2  # how often the solver process's memory is read (it can grow ~120 MB/s)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process [MB] (Linux /proc; 0 if unknown)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _exit_text(code: Optional[int]) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}" if code is not None else "no exit code: it was killed (its memory?) or hung"
 
 
 def _serve(conn) -> None:  # runs in the child
@@ -65,9 +90,11 @@ def _serve(conn) -> None:  # runs in the child
 class SolverProcess:
     """One child at a time; one job at a time (a lock serialises callers)."""
 
-    def __init__(self, start_timeout_s: float = 120.0):
+    def __init__(self, start_timeout_s: float = 120.0, max_rss_mb: Optional[float] = None):
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
+        self.slot = threading.Lock()  # held by the worker for a whole delivery (see functions/worker.py)
+        self.max_rss_mb = max_rss_mb
         self._proc = None
         self._conn = None
         self.start_timeout_s = start_timeout_s
@@ -111,20 +138,38 @@ class SolverProcess:
                 self._start()
                 self._conn.send(job)
             deadline = time.monotonic() + timeout_s
+            next_cancel_check = time.monotonic() + CANCEL_POLL_S
+            limit = self.max_rss_mb
+            pid = self._proc.pid
+            peak = 0.0
             try:
-                while not self._conn.poll(max(0.0, min(CANCEL_POLL_S, deadline - time.monotonic()))):
-                    if time.monotonic() >= deadline:
+                while not self._conn.poll(max(0.0, min(MEMORY_POLL_S, deadline - time.monotonic()))):
+                    now = time.monotonic()
+                    if now >= deadline:
                         self._stop()
                         raise JobTimeout(
                             f"timeout: the simulation exceeded this service's {timeout_s:g} s time budget")
-                    if should_stop is not None and should_stop():
-                        self._stop()
-                        raise Cancelled()
+                    if limit:
+                        peak = max(peak, rss_mb(pid))
+                        if peak > limit:
+                            self._stop()
+                            raise OutOfMemory(
+                                f"out of memory: the simulation needed more than this service's {limit:.0f} MB "
+                                "and was stopped; ask for less: fewer output points (outputs.max_points, "
+                                "outputs.period_s), fewer cycles or a shorter protocol, or a smaller model (SPM)")
+                    if should_stop is not None and now >= next_cancel_check:
+                        next_cancel_check = now + CANCEL_POLL_S
+                        if should_stop():
+                            self._stop()
+                            raise Cancelled()
                 ok, value = self._conn.recv()
             except (EOFError, OSError) as exc:
                 code = self._proc.exitcode if self._proc is not None else None
+                if code is None and self._proc is not None:
+                    self._proc.join(1)
+                    code = self._proc.exitcode
                 self._stop()
-                raise SolverCrashed(f"the solver process crashed (exit code {code})") from exc
+                raise SolverCrashed(f"the solver process crashed ({_exit_text(code)})") from exc
             self.jobs_run += 1
             if not ok:
                 raise SimulationError(value)
