@@ -1,0 +1,47 @@
+"""One long job does not stall short ones while another worker process is free.
+
+The local stack runs 2 worker processes (the Cloud Functions instances) with 2
+gunicorn threads each. A push that reaches a process whose solver is busy is refused
+at once (like an instance with concurrency 1), so the emulator delivers it again,
+to the free process or later, instead of it waiting behind the long solve."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from cli.receiver import Receiver
+from local.stack import Stack
+from tests.conftest import submit
+
+pytestmark = pytest.mark.slow
+RUN = uuid.uuid4().hex[:8]
+LONG = {"model": {"name": "DFN"}, "conditions": {"initial_soc": 0.9}, "protocol": {
+    "type": "drive_cycle", "time_s": [2.0 * k for k in range(10000)],
+    "current_A": [round(0.2 + (k % 7) * 0.1, 1) for k in range(10000)]}}
+SHORT = {"model": {"name": "SPM"}, "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 60}}
+
+
+def test_short_jobs_are_not_held_behind_a_long_one(tmp_path_factory):
+    with Receiver() as receiver:
+        with Stack.on_free_ports(job_manager_url=receiver.url, log_dir=tmp_path_factory.mktemp("stack-hol"),
+                                 worker_processes=2, worker_threads=2) as stack:
+            warm = [submit(stack, "/jobs", {**SHORT, "id": f"warm-{RUN}-{k}"}).json()["jobId"] for k in range(4)]
+            receiver.wait_for(warm, 120)  # both processes have a warm solver
+
+            long_id = submit(stack, "/jobs", {**LONG, "id": f"long-{RUN}"}).json()["jobId"]
+            time.sleep(1.0)
+            t0 = time.monotonic()
+            short_ids = [submit(stack, "/jobs", {**SHORT, "id": f"short-{RUN}-{k}"}).json()["jobId"]
+                         for k in range(6)]
+            receiver.wait_for(short_ids, 90)
+            shorts_done = time.monotonic() - t0
+            assert long_id not in receiver.results, "the long job ended first: it is too short for this test"
+            long_done = receiver.wait_for([long_id], 300)
+            long_s = time.monotonic() - t0
+    assert long_done[long_id]["status"] == "succeeded"
+    assert all(receiver.results[i]["status"] == "succeeded" for i in short_ids)
+    # six 60 s SPM jobs on the free process take well under the long job's time
+    assert shorts_done < 0.5 * long_s, (shorts_done, long_s)
