@@ -126,6 +126,42 @@ def deploys() -> dict[str, tuple[dict, dict]]:
     return found
 
 
+FUNCTIONS = {  # entry point -> the substitution naming the deployed function
+    "submit_job": "${_SUBMIT_FUNCTION}",
+    "run_simulation": "${_WORKER_FUNCTION}",
+    "record_dead_letter": "${_DEAD_LETTER_FUNCTION}",
+}
+
+
+def deploy_calls() -> list[tuple[dict, list[str]]]:
+    """(step, words after ``gcloud functions deploy``) for every deploy, duplicates kept."""
+    return [(step, call) for step in load_config()["steps"]
+            for call in gcloud_calls(step_script(step), "functions", "deploy")]
+
+
+def deploy_step_indexes(steps: list[dict]) -> list[int]:
+    indexes = [i for i, s in enumerate(steps) if gcloud_calls(step_script(s), "functions", "deploy")]
+    assert len(indexes) == len(FUNCTIONS), [steps[i]["id"] for i in indexes]
+    return indexes
+
+
+def env_items(set_env_vars: str) -> list[str]:
+    """The NAME=value items of a ``--set-env-vars`` value, honouring gcloud's ``^DELIM^`` escaping."""
+    delimiter = ","
+    m = re.match(r"\^(.+?)\^", set_env_vars)
+    if m:
+        delimiter, set_env_vars = m.group(1), set_env_vars[m.end():]
+    return set_env_vars.split(delimiter)
+
+
+def memory_mib(memory: str) -> int:
+    """A gen2 ``--memory`` value (number + k, M, G, Ki, Mi or Gi, optional b/B) in MiB, rounded down."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(Ki|Mi|Gi|k|K|M|G)[bB]?", memory)
+    assert m, f"not a gen2 --memory value: {memory!r}"
+    unit = {"k": 10**3, "K": 10**3, "M": 10**6, "G": 10**9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(float(m.group(1)) * unit[m.group(2)] // 2**20)
+
+
 def env_var_names(set_env_vars: str) -> list[str]:
     """Keys of a ``--set-env-vars`` value, honouring gcloud's ``^DELIM^`` escaping."""
     delimiter = ","
@@ -219,14 +255,29 @@ def with_substitutions(text: str, values: dict[str, str]) -> str:
 # --------------------------------------------------------------------------
 # The deploy commands
 # --------------------------------------------------------------------------
-def test_both_functions_are_deployed_as_gen2_python311_from_the_repo_root():
+def test_every_function_is_deployed_as_gen2_python311_from_the_repo_root():
+    calls = deploy_calls()
+    assert len(calls) == len(FUNCTIONS), [step["id"] for step, _ in calls]
     found = deploys()
-    assert set(found) == {"submit_job", "run_simulation"}
+    assert set(found) == set(FUNCTIONS)
     for entry_point, (step, flags) in found.items():
         assert flags.get("--gen2") is True, f"{entry_point} is not deployed with --gen2"
         assert flags.get("--runtime") == "python311", entry_point
         assert flags.get("--source") == ".", entry_point
         assert flags.get("--region") == "${_REGION}", entry_point
+
+
+def test_each_function_has_its_own_name():
+    # Two deploys of one name would replace each other's function.
+    subs = load_config()["substitutions"]
+    names = {}
+    for step, call in deploy_calls():
+        entry_point = flags_of(call)["--entry-point"]
+        names[entry_point] = call[0]
+        assert call[0] == FUNCTIONS[entry_point], (step["id"], call[0])
+    assert len(set(names.values())) == len(FUNCTIONS)
+    defaults = [subs[name.strip("${}")] for name in names.values()]
+    assert len(set(defaults)) == len(defaults) and all(defaults), defaults
 
 
 def test_submit_function_is_http_and_not_public():
@@ -307,11 +358,53 @@ def test_entry_points_exist_in_main_with_the_matching_decorator():
         node.name: {ast.unparse(d) for d in node.decorator_list}
         for node in tree.body if isinstance(node, ast.FunctionDef)
     }
+    assert set(deploys()) == set(FUNCTIONS)
     for entry_point, (_, flags) in deploys().items():
         assert entry_point in decorators, f"main.py defines no function {entry_point!r}"
         expected = ("functions_framework.http" if "--trigger-http" in flags
                     else "functions_framework.cloud_event")
         assert expected in decorators[entry_point], (entry_point, decorators[entry_point])
+
+
+def test_dead_letter_function_is_triggered_by_the_dead_letter_topic_and_retried():
+    steps = load_config()["steps"]
+    _, flags = deploys()["record_dead_letter"]
+    assert flags.get("--trigger-topic") == "${_TOPIC}-dead"
+    assert flags.get("--retry") is True  # an unreachable store: the dead letter comes back
+    assert "--trigger-http" not in flags
+    # the topic the worker's subscription dead-letters to
+    (policy,) = [s for s in steps if gcloud_calls(step_script(s), "pubsub", "subscriptions", "update")]
+    (update,) = gcloud_calls(step_script(policy), "pubsub", "subscriptions", "update")
+    assert flags_of(update)["--dead-letter-topic"] == flags["--trigger-topic"]
+
+
+def test_dead_letter_function_outlasts_its_last_callback_attempt():
+    # One store read, a result read, a write, the callback (callback.worst_case_s) and
+    # the callback's record; an event-driven 2nd-gen function may run at most 540 s.
+    from shared.delivery import callback
+    from shared.settings import Settings
+
+    _, flags = deploys()["record_dead_letter"]
+    timeout = seconds(flags["--timeout"])
+    assert timeout <= 540
+    assert callback.worst_case_s(Settings()) + 4 * setting_default("store_timeout_s") < timeout
+
+
+def test_dead_letter_function_reports_where_and_how_the_worker_does():
+    # Its last attempt goes to the worker's Job Manager, through the same allowlist,
+    # signed with the same key, recorded in the same store.
+    deployed = deploys()
+    worker_step, worker = deployed["run_simulation"]
+    dead_step, dead = deployed["record_dead_letter"]
+    worker_items = set(env_items(worker["--set-env-vars"]))
+    for name in ("JOB_MANAGER_URL", "CALLBACK_URL_ALLOWLIST", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC",
+                 "FIRESTORE_DATABASE", "RETENTION_DAYS", "PYBAMM_DISABLE_TELEMETRY"):
+        (item,) = [i for i in env_items(dead["--set-env-vars"]) if i.startswith(name + "=")]
+        assert item in worker_items, item
+    assert dead["--set-secrets"] == worker["--set-secrets"] == "CALLBACK_SIGNING_KEY=${_SIGNING_SECRET}:latest"
+    for name in ("JOB_MANAGER_URL", "CALLBACK_URL_ALLOWLIST"):
+        (item,) = [i for i in dead_step["env"] if i.startswith(name + "=")]
+        assert item == f"{name}=${{_{name}}}" and item in worker_step["env"], item
 
 
 def test_source_directories_exist_and_hold_a_python_function():
@@ -325,20 +418,28 @@ def test_environment_variables_and_secrets_are_settings_the_service_reads():
     from shared.settings import Settings
 
     read_elsewhere = {"PYBAMM_DISABLE_TELEMETRY"}  # read by PyBaMM itself
-    required = {"JOB_MANAGER_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC",
-                "CALLBACK_URL_ALLOWLIST", "JOB_TIME_BUDGET_S", "PYBAMM_DISABLE_TELEMETRY",
-                "FIRESTORE_DATABASE", "RETENTION_DAYS"}
-    for entry_point, (_, flags) in deploys().items():
+    common = {"JOB_MANAGER_URL", "GOOGLE_CLOUD_PROJECT", "PUBSUB_TOPIC", "CALLBACK_URL_ALLOWLIST",
+              "PYBAMM_DISABLE_TELEMETRY", "FIRESTORE_DATABASE", "RETENTION_DAYS"}
+    # the solve's settings go where the solve is (the dead-letter function never solves)
+    required = {"submit_job": common | {"JOB_TIME_BUDGET_S"},
+                "run_simulation": common | {"JOB_TIME_BUDGET_S", "INSTANCE_MEMORY_MB"},
+                "record_dead_letter": common}
+    found = deploys()
+    assert set(found) == set(required)
+    for entry_point, (_, flags) in found.items():
         names = env_var_names(flags["--set-env-vars"])
-        assert required <= set(names), (entry_point, required - set(names))
+        assert len(names) == len(set(names)), (entry_point, names)
+        assert required[entry_point] <= set(names), (entry_point, required[entry_point] - set(names))
         for name in set(names) - read_elsewhere:
-            assert name.lower() in Settings.model_fields, f"{name} is not a Settings field"
-        assert "PYBAMM_DISABLE_TELEMETRY=true" in flags["--set-env-vars"]
-        # both functions use the database the firestore step sets up, with the build's retention
-        assert "FIRESTORE_DATABASE=${_FIRESTORE_DATABASE}" in flags["--set-env-vars"].split("|")
-        assert "RETENTION_DAYS=${_RETENTION_DAYS}" in flags["--set-env-vars"].split("|")
-    _, worker = deploys()["run_simulation"]
+            assert name.lower() in Settings.model_fields, f"{entry_point}: {name} is not a Settings field"
+        items = env_items(flags["--set-env-vars"])
+        assert "PYBAMM_DISABLE_TELEMETRY=true" in items
+        # every function uses the database the firestore step sets up, with the build's retention
+        assert "FIRESTORE_DATABASE=${_FIRESTORE_DATABASE}" in items, entry_point
+        assert "RETENTION_DAYS=${_RETENTION_DAYS}" in items, entry_point
+    _, worker = found["run_simulation"]
     assert worker["--set-secrets"] == "CALLBACK_SIGNING_KEY=${_SIGNING_SECRET}:latest"
+    assert "INSTANCE_MEMORY_MB=${_WORKER_MEMORY_MB}" in env_items(worker["--set-env-vars"])
     submit_step, _ = deploys()["submit_job"]
     assert "API_KEY=$${API_KEY_SECRET}:latest" in step_script(submit_step)
     assert "API_KEY_SECRET=${_API_KEY_SECRET}" in submit_step["env"]
@@ -376,7 +477,8 @@ def test_every_substitution_used_is_defined_and_every_defined_one_is_used():
     # Cloud Build rejects a substitution that is never used (unless ALLOW_LOOSE).
     if config.get("options", {}).get("substitution_option") != "ALLOW_LOOSE":
         assert defined - used == set(), "defined but never used"
-    for name in ("_REGION", "_TOPIC", "_SUBMIT_FUNCTION", "_WORKER_FUNCTION", "_WORKER_MEMORY",
+    for name in ("_REGION", "_TOPIC", "_SUBMIT_FUNCTION", "_WORKER_FUNCTION", "_DEAD_LETTER_FUNCTION",
+                 "_WORKER_MEMORY", "_WORKER_MEMORY_MB",
                  "_WORKER_MAX_INSTANCES", "_SUBMIT_MAX_INSTANCES", "_JOB_MANAGER_URL",
                  "_SIGNING_SECRET", "_API_KEY_SECRET", "_CALLBACK_URL_ALLOWLIST",
                  "_JOB_TIME_BUDGET_S", "_FIRESTORE_DATABASE", "_FIRESTORE_LOCATION",
@@ -392,17 +494,35 @@ def test_job_store_substitution_defaults_match_the_service_defaults():
     assert subs["_FIRESTORE_LOCATION"] == ""
 
 
+def test_memory_mib_reads_gcloud_memory_values():
+    assert [memory_mib(v) for v in ("2Gi", "2048Mi", "512Mi", "2G", "4GB", "1048576Ki")] == \
+        [2048, 2048, 512, 1907, 3814, 1024]
+
+
+def test_worker_memory_mb_default_agrees_with_worker_memory():
+    # The worker's solver bound is a share of INSTANCE_MEMORY_MB (_WORKER_MEMORY_MB); the
+    # instance gets --memory=_WORKER_MEMORY. check-config enforces this for any values
+    # (test_check_config_checks_the_job_store_settings); here: the defaults, and the service's.
+    subs = load_config()["substitutions"]
+    _, worker = deploys()["run_simulation"]
+    assert worker["--memory"] == "${_WORKER_MEMORY}"
+    assert "INSTANCE_MEMORY_MB=${_WORKER_MEMORY_MB}" in env_items(worker["--set-env-vars"])
+    assert memory_mib(subs["_WORKER_MEMORY"]) == int(subs["_WORKER_MEMORY_MB"]) \
+        == setting_default("instance_memory_mb")
+    # the solver's share leaves room above what the warm caches may keep
+    assert int(subs["_WORKER_MEMORY_MB"]) * setting_default("solver_memory_fraction") \
+        > setting_default("model_cache_max_rss_mb")
+
+
 def test_drive_cycles_are_fetched_before_any_deploy_and_before_the_unit_tests():
     steps = load_config()["steps"]
     fetch = [s["id"] for s in steps
              if "python -m shared.engine.drive_cycles fetch --dest drive_cycles US06 UDDS WLTC"
              in step_script(s)]
     assert len(fetch) == 1, "expected exactly one drive-cycle fetch step"
-    deploy_or_test = [i for i, s in enumerate(steps)
-                      if gcloud_calls(step_script(s), "functions", "deploy")
-                      or "python -m pytest" in step_script(s)]
-    assert len(deploy_or_test) == 3
-    for i in deploy_or_test:
+    tests = [i for i, s in enumerate(steps) if "python -m pytest" in step_script(s)]
+    assert len(tests) == 1
+    for i in deploy_step_indexes(steps) + tests:
         assert fetch[0] in step_prerequisites(steps, i), steps[i]["id"]
 
 
@@ -423,9 +543,11 @@ def test_topics_exist_before_the_deploys():
     script = step_script(topics)
     assert "for topic in ${_TOPIC} ${_TOPIC}-dead" in script
     assert "gcloud pubsub topics describe" in script  # create only when missing
-    for i, s in enumerate(steps):
-        if gcloud_calls(step_script(s), "functions", "deploy"):
-            assert topics["id"] in step_prerequisites(steps, i), s["id"]
+    for i in deploy_step_indexes(steps):
+        assert topics["id"] in step_prerequisites(steps, i), steps[i]["id"]
+    # the dead-letter function's trigger topic is one of them
+    _, dead = deploys()["record_dead_letter"]
+    assert dead["--trigger-topic"] == "${_TOPIC}-dead"
 
 
 def test_dead_letter_policy_is_set_on_the_worker_subscription_after_its_deploy():
@@ -455,9 +577,8 @@ def test_fetched_drive_cycles_are_checked_to_be_in_the_upload():
     script = step_script(steps[index])
     for name in ("US06", "UDDS", "WLTC"):
         assert f"drive_cycles/{name}.csv" in script
-    for i, s in enumerate(steps):
-        if gcloud_calls(step_script(s), "functions", "deploy"):
-            assert steps[index]["id"] in step_prerequisites(steps, i), s["id"]
+    for i in deploy_step_indexes(steps):
+        assert steps[index]["id"] in step_prerequisites(steps, i), steps[i]["id"]
 
 
 def test_build_timeout_leaves_room_for_install_tests_and_deploys():
@@ -574,13 +695,13 @@ def test_firestore_step_runs_after_the_unit_tests_and_before_every_deploy():
     index = firestore_step_index()
     unit_tests = next(s["id"] for s in steps if "python -m pytest" in step_script(s))
     assert unit_tests in step_prerequisites(steps, index)
-    deploy_steps = [i for i, s in enumerate(steps) if gcloud_calls(step_script(s), "functions", "deploy")]
-    assert len(deploy_steps) == 2
-    for i in deploy_steps:
+    for i in deploy_step_indexes(steps):
         assert steps[index]["id"] in step_prerequisites(steps, i), steps[i]["id"]
 
 
 def test_firestore_step_grants_the_runtime_accounts_datastore_user():
+    # every function reads and writes job records (the dead-letter function records outcomes)
+    assert len(deploy_calls()) == len(FUNCTIONS)
     script = step_script(load_config()["steps"][firestore_step_index()])
     bindings = [flags_of(c) for c in gcloud_calls(script, "projects", "add-iam-policy-binding")]
     granted = {b["--member"] for b in bindings if b.get("--role") == "roles/datastore.user"}
@@ -688,12 +809,25 @@ def test_firestore_step_refuses_a_datastore_mode_database(tmp_path):
     assert not calls_of(calls, "firestore", "fields", "ttls", "update")
 
 
+OK = "ok"
+
+
 @pytest.mark.parametrize("override, message", [
-    ({}, None),
+    ({}, OK),
     ({"_RETENTION_DAYS": "0"}, "_RETENTION_DAYS"),
     ({"_RETENTION_DAYS": "thirty"}, None),
     ({"_FIRESTORE_DATABASE": ""}, "_FIRESTORE_DATABASE"),
     ({"_FIRESTORE_DATABASE": "a|b"}, "_FIRESTORE_DATABASE"),
+    # _WORKER_MEMORY_MB must be _WORKER_MEMORY in MiB
+    ({"_WORKER_MEMORY": "4Gi", "_WORKER_MEMORY_MB": "4096"}, OK),
+    ({"_WORKER_MEMORY": "2048Mi"}, OK),
+    ({"_WORKER_MEMORY": "2G", "_WORKER_MEMORY_MB": "1907"}, OK),
+    ({"_WORKER_MEMORY": "4Gi"}, "_WORKER_MEMORY_MB=4096"),
+    ({"_WORKER_MEMORY_MB": "1024"}, "_WORKER_MEMORY_MB"),
+    ({"_WORKER_MEMORY": "2G"}, "_WORKER_MEMORY_MB=1907"),
+    ({"_WORKER_MEMORY_MB": "2048.0"}, "_WORKER_MEMORY_MB"),
+    ({"_WORKER_MEMORY_MB": ""}, "_WORKER_MEMORY_MB"),
+    ({"_WORKER_MEMORY": "2048"}, "_WORKER_MEMORY="),
 ])
 def test_check_config_checks_the_job_store_settings(tmp_path, override, message):
     import sys
@@ -702,7 +836,7 @@ def test_check_config_checks_the_job_store_settings(tmp_path, override, message)
     (step,) = [s for s in steps if s["id"] == "check-config"]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result, _ = run_step_with_fake_gcloud(step, tmp_path, substitution_values(**override), env=env)
-    if not override:
+    if message == OK:
         assert result.returncode == 0, result.stderr
     else:
         assert result.returncode != 0
