@@ -3,7 +3,11 @@ functions (functions-framework) + a callback receiver, all on 127.0.0.1.
 
 A burst of N legacy cell jobs is submitted at once (one thread per request, each
 with its own ``id`` and a slightly different ``controlCurrent``); latency per job
-is the receiver's arrival time minus the time just before that job's POST.
+is the receiver's arrival time minus the time just before that job's POST. Each
+POST carries ``Prefer: respond-async`` (202 at once, as every POST got before the
+job store): without it the submit function holds each request open until its job
+has finished (the Java Job Manager's synchronous reply, see ``bench.sync``), and a
+burst would measure the submit function's request threads instead.
 The first burst meets cold workers (the solver processes start on first use);
 the second burst, on the same stack, meets warm ones.
 """
@@ -53,7 +57,7 @@ def _burst(stack, receiver, arrivals: dict, lock: threading.Lock, tag: str, n: i
         body = {**JAVA_CELL, "id": ids[k], "controlCurrent": round(4.5 + 0.02 * k, 3)}
         t = time.time()
         submitted[ids[k]] = t
-        r = s.post(url, json=body, timeout=60)
+        r = s.post(url, json=body, headers={"Prefer": "respond-async"}, timeout=60)
         acks[ids[k]] = (r.status_code, time.time() - t)
 
     t0 = time.time()
@@ -110,6 +114,15 @@ def _burst(stack, receiver, arrivals: dict, lock: threading.Lock, tag: str, n: i
     }
 
 
+def _busy_refusals(log_dir: Path) -> int:
+    """Pushes a busy worker instance refused (Pub/Sub redelivers them after a back-off)."""
+    n = 0
+    for f in log_dir.glob("worker-*.log"):
+        with open(f, errors="replace") as fh:
+            n += sum(1 for line in fh if "busy with another job" in line)
+    return n
+
+
 def run(n: int, worker_processes: int = 2, warm_burst: bool = True, timeout_s: float | None = None,
         log=print, worker_threads: int | None = None) -> dict[str, Any]:
     """``worker_threads``: an experiment only - start the worker function with THREADS=n
@@ -127,7 +140,8 @@ def run(n: int, worker_processes: int = 2, warm_burst: bool = True, timeout_s: f
 
     log_dir = Path(tempfile.mkdtemp(prefix="bench-stack-"))
     timeout_s = timeout_s or 120.0 + 3.0 * n
-    out: dict[str, Any] = {"worker_processes": worker_processes, "stack_logs": str(log_dir)}
+    out: dict[str, Any] = {"worker_processes": worker_processes, "stack_logs": str(log_dir),
+                           "prefer": "respond-async"}
     with Receiver(on_result=on_result) as receiver:
         t0 = time.perf_counter()
         threads = {} if worker_threads is None else {"worker_threads": worker_threads}
@@ -146,6 +160,7 @@ def run(n: int, worker_processes: int = 2, warm_burst: bool = True, timeout_s: f
                     out["warm"] = _burst(stack, receiver, arrivals, lock, "warm", n, timeout_s)
                     log(f"  warm burst: {out['warm']['results']}/{n} results, "
                         f"p50 {out['warm']['latency_p50_s']} s")
+            out["worker_pushes_refused_busy"] = _busy_refusals(log_dir)
             out["processes"] = sampler.report()
             out["peak_group_rss_MB"] = round(sampler.peak_total_rss_kb / 1024, 1)
             out["rss_samples"] = sampler.samples

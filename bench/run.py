@@ -482,7 +482,8 @@ def print_report(res: dict[str, Any]) -> None:
     if "e2e" in res:
         e = res["e2e"]
         say(f"\n[4] end to end: stack with {e['worker_processes']} worker processes, THREADS="
-            f"{e['worker_threads']}, legacy /cell/simulate, stack up in {e['stack_start_s']} s")
+            f"{e['worker_threads']}, legacy /cell/simulate with Prefer: {e.get('prefer', '-')}, stack up in "
+            f"{e['stack_start_s']} s")
         rows = []
         for phase in ("cold", "warm"):
             if phase not in e:
@@ -493,6 +494,9 @@ def print_report(res: dict[str, Any]) -> None:
                          fmt_s(x["latency_max_s"]), f"{x['jobs_per_min']}", fmt_s(x["worker_solve_p50_s"])])
         say(table(["burst", "results", "ok", "callbacks", "submit all", "p50", "p95", "max", "jobs/min",
                    "worker solve p50"], rows))
+        if e.get("worker_pushes_refused_busy") is not None:
+            say(f"    pushes refused by a busy worker instance (redelivered after Pub/Sub's back-off), both bursts: "
+                f"{e['worker_pushes_refused_busy']}")
         say("    where the latency goes (p50 / max, from the callback's jobStarted/jobFinished):")
         rows = []
         for phase in ("cold", "warm"):
