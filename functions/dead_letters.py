@@ -48,9 +48,11 @@ def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
         if record is None:  # published straight to the topic, never recorded
             store.create(envelope)
         attempts = (record or {}).get("deliveryAttempts") or 0
+        reason = (f"dead-lettered: the service gave up after {attempts} started deliveries; no worker "
+                  "finished the job (crashed or killed each time?)") if attempts else (
+                  "dead-lettered: no worker instance took the job in its deliveries (all busy?)")
         body = callback.body_for(envelope, (record or {}).get("startedAt"), worker._now(), attempts or None,
-                                 error=(f"dead-lettered: the service gave up after {attempts} deliveries; "
-                                        "no worker finished the job (crashed or killed each time?)"))
+                                 error=reason)
         store.finish(envelope.job_id, body)
         log.error("dead-lettered job recorded failed", extra={"fields": fields})
     worker.send_callback(target, body, envelope.job_id, envelope.kind, fields, final=True)

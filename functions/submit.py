@@ -56,12 +56,17 @@ def submit_legacy(request, simulation_type: str):
     job_id = request_body.id or new_id()
     envelope = Envelope(job_id=job_id, kind=simulation_type, submitted_at=now(),
                         job=request_body.to_job(simulation_type))
+    settings = get_settings()
+    asynchronous = "respond-async" in prefer(request) or not settings.legacy_sync_reply
     try:
         _accept([envelope])
-    except job_store.AlreadyExists:
-        pass  # the same request again (a redelivered message on the Job Manager's side): its outcome
-    settings = get_settings()
-    if "respond-async" in prefer(request) or not settings.legacy_sync_reply:
+    except job_store.AlreadyExists as exc:
+        if asynchronous:  # as on /jobs: not queued again
+            return reply(409, {"error": f"job {job_id} already exists; it was not queued again",
+                               "jobId": job_id, "status": exc.record.get("status")},
+                         _job_headers(job_id, exc.record))
+        # the same request again (the Job Manager's message redelivered): that job's outcome
+    if asynchronous:
         return reply(202, {"jobId": job_id, "status": "queued", "simulationType": simulation_type},
                      _job_headers(job_id, {"status": "queued"}))
     record = _wait(job_id, settings.legacy_wait_s)

@@ -45,16 +45,18 @@ def solver() -> SolverProcess:
 
 
 class Busy(Exception):
-    """This instance is running another job: the push is refused at once, so Pub/Sub
-    delivers it to another instance or later (Cloud Functions never sends a second
-    request to an instance with concurrency 1; a local gunicorn thread can)."""
+    """This instance has been running another job for longer than BUSY_WAIT_S: the push
+    is refused, so Pub/Sub delivers it to another instance or later (Cloud Functions
+    never sends a second request to an instance with concurrency 1; a local gunicorn
+    thread can)."""
 
 
 def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
     """Process one Pub/Sub push (the CloudEvent's ``data``). Returns the callback body.
     Raises ``Busy`` at once if this instance is running another job."""
     slot = solver().slot
-    if not slot.acquire(blocking=False):
+    # a short job ahead is waited for; a long one makes this push go elsewhere or later
+    if not slot.acquire(timeout=get_settings().busy_wait_s):
         raise Busy("this worker instance is busy with another job")
     try:
         return _handle(event_data, event_id)

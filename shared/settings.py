@@ -46,7 +46,8 @@ class Settings(BaseSettings):
     # solve is stopped and the job fails saying it ran out of memory.
     instance_memory_mb: int = 2048
     solver_memory_fraction: float = 0.7
-    job_time_budget_s: float = 400.0  # + the callback's worst case (~130 s) stays below the worker's 540 s timeout
+    job_time_budget_s: float = 400.0
+    busy_wait_s: float = 2.0  # a push to a busy instance waits this long for it, then is refused  # + the callback's worst case (~130 s) stays below the worker's 540 s timeout
 
     # Drive cycles: the project's folder first, then extra folders (os.pathsep separated)
     drive_cycles_dir: Path = REPO_ROOT / "drive_cycles"
