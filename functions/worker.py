@@ -16,7 +16,9 @@ stays in the store, and the record says ``rejected``.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -29,6 +31,8 @@ from shared.store import jobs as job_store
 
 log = logging.getLogger("worker")
 _solver: Optional[SolverProcess] = None
+_CLAIMS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="claim")
+_SLOT = threading.Lock()  # one delivery at a time per instance (Cloud Functions concurrency 1)
 
 
 def check_configuration() -> None:
@@ -54,7 +58,7 @@ class Busy(Exception):
 def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
     """Process one Pub/Sub push (the CloudEvent's ``data``). Returns the callback body.
     Raises ``Busy`` at once if this instance is running another job."""
-    slot = solver().slot
+    slot = _SLOT
     # a short job ahead is waited for; a long one makes this push go elsewhere or later
     if not slot.acquire(timeout=get_settings().busy_wait_s):
         raise Busy("this worker instance is busy with another job")
@@ -79,9 +83,9 @@ def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
 
     fields.update(jobId=envelope.job_id, kind=envelope.kind)
     store = job_store.store()
-    state, record = store.start(envelope, attempt)  # StoreUnavailable: raise, Pub/Sub redelivers
-    # the emulator sends no delivery attempt: the store counts them
-    attempt = attempt or record.get("deliveryAttempts") or None
+    state, record = store.peek(envelope)  # StoreUnavailable: raise, Pub/Sub redelivers
+    # the emulator sends no delivery attempt: the store counts them (this one included)
+    attempt = attempt or int(record.get("deliveryAttempts") or 0) + (state == "run") or None
     fields["attempt"] = attempt
     try:
         # resolved here, not trusted from the message: a message published straight
@@ -107,11 +111,20 @@ def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
         return _conclude(envelope, target, _failed(envelope, attempt, (
             f"the service gave up after {attempt} delivery attempts (the worker did not finish the "
             "earlier ones)")), fields)
+    # The claim (record "running", count the delivery) is written while the job solves:
+    # it is off the job's critical path, and its answer is awaited before any outcome.
+    claim = _CLAIMS.submit(store.start, envelope, messages.delivery_attempt(event_data))
     try:
         body = _simulate(envelope, attempt, fields, settings, store)
     except Exception as exc:  # noqa: BLE001 - a bug must still end in one outcome
         log.exception("worker error", extra={"fields": {**fields, "stage": "worker"}})
         body = _failed(envelope, attempt, f"internal service error ({type(exc).__name__})")
+    claimed, record = claim.result()  # StoreUnavailable: nothing recorded; Pub/Sub redelivers
+    if claimed == "finished":  # another delivery of the job finished it meanwhile
+        return _resend(envelope, target, record, attempt, fields)
+    if claimed == "cancelled":  # cancelled while it was queued: its result is not reported
+        body = callback.body_for(envelope, None, _now(), attempt, error="cancelled before it started",
+                                 status="cancelled")
     return _conclude(envelope, target, body, fields)
 
 

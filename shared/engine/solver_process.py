@@ -93,7 +93,6 @@ class SolverProcess:
     def __init__(self, start_timeout_s: float = 120.0, max_rss_mb: Optional[float] = None):
         self._ctx = multiprocessing.get_context("spawn")
         self._lock = threading.Lock()
-        self.slot = threading.Lock()  # held by the worker for a whole delivery (see functions/worker.py)
         self.max_rss_mb = max_rss_mb
         self._proc = None
         self._conn = None

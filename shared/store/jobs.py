@@ -219,6 +219,18 @@ class JobStore:
         return None
 
     # -- the worker's writes --------------------------------------------------
+    def peek(self, envelope) -> tuple[str, dict[str, Any]]:
+        """What ``start`` would answer, from one read and no write: ``"run"``,
+        ``"cancelled"`` or ``"finished"``, with the record (a new one if there is none)."""
+        record = self.get(envelope.job_id)
+        if record is None:
+            return "run", self.new_record(envelope)
+        if record["status"] in FINISHED:
+            return "finished", record
+        if record.get("cancelRequested"):
+            return "cancelled", record
+        return "run", record
+
     def start(self, envelope, attempt: Optional[int]) -> tuple[str, dict[str, Any]]:
         """Claim a delivery: ``("run", record)`` to simulate, ``("cancelled", record)`` if a
         cancel came first, ``("finished", record)`` if an outcome is already recorded."""
