@@ -465,14 +465,14 @@ def print_report(res: dict[str, Any]) -> None:
         say(f"\n[store] the job store's cost to a warm DFN cell job on the worker: Firestore emulator, "
             f"{st['n']} jobs interleaved with warm simulate(job); result {st['result_rows']} rows, "
             f"{st['result_gzip_bytes']} B gzip in {st['result_chunks']} chunk(s) (median [min..max] ms)")
-        say(table(["start (claim)", "finish (result + outcome)", "record_callback", "store total / job",
-                   "warm simulate", "store / (solve + store)"],
-                  [[ms(st["store_start"]), ms(st["store_finish"]), ms(st["store_record_callback"]),
-                    ms(st["store_total"]), ms(st["warm_simulate"]),
-                    f"{st['store_share_of_solve_plus_store'] * 100:.1f} %"]]))
-        f = st["first_job_store_ms"]
-        say(f"    first job's store calls (new channel): {f['total']:.1f} ms (start {f['start']:.1f}, finish "
-            f"{f['finish']:.1f}, record_callback {f['record_callback']:.1f}); emulator up in "
+        say(table(["peek", "claim wait (after the solve)", "finish (result + outcome)", "record_callback",
+                   "warm simulate", "simulate + store", "store added (median)", "store / (solve + store)"],
+                  [[ms(st["store_peek"]), ms(st["store_claim_wait"]), ms(st["store_finish"]),
+                    ms(st["store_record_callback"]), ms(st["warm_simulate"]), ms(st["warm_simulate_with_store"]),
+                    f"{st['store_median_ms']:.1f}", f"{st['store_share_of_solve_plus_store'] * 100:.1f} %"]]))
+        f = st["first_job_ms"]
+        say(f"    first job (new channel): peek {f['peek']:.1f}, claim wait {f['claim_wait']:.1f}, finish "
+            f"{f['finish']:.1f}, record_callback {f['record_callback']:.1f} ms; emulator up in "
             f"{st['emulator_start_s']} s")
         sy = res.get("sync")
         if sy and sy["async_callback"].get("n"):

@@ -25,7 +25,7 @@ from typing import Any, Optional
 from shared.contract import legacy
 from shared.delivery import callback, messages
 from shared.engine.errors import SimulationError
-from shared.engine.solver_process import Cancelled, SolverProcess
+from shared.engine.solver_process import CANCEL_POLL_S, Cancelled, SolverProcess
 from shared.settings import get_settings
 from shared.store import jobs as job_store
 
@@ -83,7 +83,7 @@ def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
 
     fields.update(jobId=envelope.job_id, kind=envelope.kind)
     store = job_store.store()
-    state, record = store.peek(envelope)  # StoreUnavailable: raise, Pub/Sub redelivers
+    state, record = store.peek(envelope)  # one read; StoreUnavailable: raise, Pub/Sub redelivers
     # the emulator sends no delivery attempt: the store counts them (this one included)
     attempt = attempt or int(record.get("deliveryAttempts") or 0) + (state == "run") or None
     fields["attempt"] = attempt
@@ -113,9 +113,10 @@ def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
             "earlier ones)")), fields)
     # The claim (record "running", count the delivery) is written while the job solves:
     # it is off the job's critical path, and its answer is awaited before any outcome.
+    # If it says the job was cancelled or finished meanwhile, the solve is stopped.
     claim = _CLAIMS.submit(store.start, envelope, messages.delivery_attempt(event_data))
     try:
-        body = _simulate(envelope, attempt, fields, settings, store)
+        body = _simulate(envelope, attempt, fields, settings, store, claim)
     except Exception as exc:  # noqa: BLE001 - a bug must still end in one outcome
         log.exception("worker error", extra={"fields": {**fields, "stage": "worker"}})
         body = _failed(envelope, attempt, f"internal service error ({type(exc).__name__})")
@@ -132,7 +133,7 @@ def _failed(envelope, attempt, error: str) -> dict[str, Any]:
     return callback.body_for(envelope, _now(), _now(), attempt, error=error)
 
 
-def _simulate(envelope, attempt, fields, settings, store) -> dict[str, Any]:
+def _simulate(envelope, attempt, fields, settings, store, claim=None) -> dict[str, Any]:
     """Run the job (or reuse an identical one's result); the callback body."""
     job = envelope.job
     if job.reuse:
@@ -151,7 +152,16 @@ def _simulate(envelope, attempt, fields, settings, store) -> dict[str, Any]:
     t0 = time.perf_counter()
     log.info("simulation started", extra={"fields": {**fields, "stage": "simulate"}})
 
+    next_look = [time.monotonic() + CANCEL_POLL_S]
+
     def cancelled() -> bool:
+        """Asked every fraction of a second while the job solves: the claim's answer (no
+        call), and once a second whether a cancel was requested (one read)."""
+        if claim is not None and claim.done() and claim.exception() is None and claim.result()[0] != "run":
+            return True
+        if time.monotonic() < next_look[0]:
+            return False
+        next_look[0] = time.monotonic() + CANCEL_POLL_S
         try:
             return store.cancel_requested(envelope.job_id)
         except job_store.StoreUnavailable:
