@@ -12,12 +12,19 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict
 
-# Service limits (also published by the catalog endpoint).
+# Service limits (also published by the catalog endpoint). Each holds for every
+# protocol: simulated time (experiments stop at max_duration_s), output points (a
+# requested period gives way to max_output_points, the result to outputs.max_points,
+# and a note says so), currents (C-rates times the capacity, scaled drive cycles).
 LIMITS = {
     "max_duration_s": 48 * 3600.0,
     "max_cycles": 500,
     "max_experiment_steps": 50,
-    "max_drive_cycle_points": 20_000,
+    # inline time_s/current_A points: a request and its Pub/Sub message are at most
+    # 256 KiB (settings.max_request_bytes, delivery.messages.MAX_MESSAGE_BYTES), and a
+    # knot of full-precision floats ("172765.43308661732, -499.87654321098765") takes
+    # ~41 bytes: 5,000 knots are ~205 KB, with room for the rest of the job
+    "max_drive_cycle_points": 5_000,
     "max_drive_cycle_duration_s": 48 * 3600.0,
     "max_output_points": 20_000,
     "max_current_A": 500.0,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import numpy as np
 
+from shared.contract.limits import LIMITS
 from shared.engine.errors import SimulationError
 from shared.engine.parameters import is_number
 
@@ -32,10 +34,17 @@ def result(job, plan, solution) -> dict[str, Any]:
     end_time = float(t[-1])
     completed = plan.protocol.completed(solution, termination, plan)
 
-    # thin to max_points (experiments sample per step)
-    idx = np.arange(len(t))
-    if len(t) > job.outputs.max_points:
-        idx = np.unique(np.linspace(0, len(t) - 1, job.outputs.max_points).round().astype(int))
+    # thin to max_points (and to the period asked for, if the solver sampled finer)
+    asked = plan.protocol.output_period(job)
+    idx, period = sample(t, plan.protocol.series_period(plan), asked, job.outputs.max_points)
+    if asked is not None and period is not None and len(idx) < len(t) and period > asked * (1 + 1e-9):
+        if len(t) > job.outputs.max_points:
+            why = f"max_points {job.outputs.max_points}" + (
+                "" if job.outputs.max_points >= LIMITS["max_output_points"]
+                else f" (outputs.max_points may be up to {LIMITS['max_output_points']})")
+        else:
+            why = f"a multiple of the {plan.protocol.series_period(plan):g} s the solver sampled at"
+        plan.notes.append(f"output period coarsened from {asked:g} s to {period:.6g} s: {why}")
     columns = {name: values(solution, name)[idx].tolist() for name in job.outputs.variables}
 
     violations = _cut_off_violations(plan, v)
@@ -58,6 +67,9 @@ def result(job, plan, solution) -> dict[str, Any]:
         "Final state of charge": final_soc,
         "End time [s]": end_time,
         "Requested end time [s]": plan.requested_end_s,
+        # the spacing of the returned series (within each step for experiments);
+        # None: irregular (the solver's own steps, a drive cycle's uneven knots)
+        "Output period [s]": None if period is None else round(float(period), 9),
     }
     out: dict[str, Any] = {
         "termination": termination,
@@ -71,6 +83,31 @@ def result(job, plan, solution) -> dict[str, Any]:
         out["columns"] = columns
     out.update(plan.protocol.extra_results(solution))
     return out
+
+
+def sample(t: np.ndarray, base: Optional[float], asked: Optional[float],
+           max_points: int) -> tuple[np.ndarray, Optional[float]]:
+    """Which points of a series at times ``t`` to return, and their period.
+
+    ``base`` is the series' own spacing (None: irregular). Every point is returned when
+    they fit in ``max_points`` and the series is no finer than the period ``asked``;
+    otherwise the first point at or after each multiple of the output period (a
+    multiple of ``base``, at least ``asked``, coarse enough for ``max_points``), and
+    the last point."""
+    n = len(t)
+    span = float(t[-1] - t[0]) if n else 0.0
+    need = span / (max_points - 1) if n > max_points else 0.0
+    step = max(asked or 0.0, need)
+    if n < 2 or span <= 0 or step <= 0 or (base is not None and step <= base * (1 + 1e-9)):
+        if n > max_points:  # (no span to spread over)
+            return np.arange(max_points), base
+        return np.arange(n), base
+    if base is not None:
+        step = base * math.ceil(step / base * (1 - 1e-9))
+    targets = t[0] + np.arange(math.ceil(span / step * (1 - 1e-9))) * step
+    idx = np.searchsorted(t, targets - step * 1e-6, side="left")
+    idx = np.unique(np.append(np.minimum(idx, n - 1), n - 1))
+    return idx, step
 
 
 def _cut_offs(plan) -> Optional[tuple[float, float]]:

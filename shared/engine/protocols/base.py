@@ -11,6 +11,9 @@ what the engine asks of it, in the order a job meets them:
 * ``solver_options`` / ``solve``   how IDAKLU runs it
 * ``completed``        whether the requested protocol ran to its end (notes say why not)
 * ``extra_results``    what it adds to a result (an experiment's cycles)
+* ``output_period`` / ``series_period``   the output period asked for, and the spacing
+  of the series the solver returns (the result thins it to ``outputs.max_points``
+  and says so when that coarsens the period asked for)
 
 PyBaMM is imported inside the methods, so the submit function can validate the
 shape of a job without loading it. A new protocol is one module in this folder
@@ -25,7 +28,10 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from shared.contract.limits import Strict
+from shared.contract.limits import LIMITS, Strict
+
+# Two periods closer than this (relative) are the same period.
+SAME = 1e-9
 
 
 @dataclass
@@ -38,9 +44,43 @@ class Timeline:
 
 
 def output_grid(end_s: float, period_s: Optional[float], max_points: int) -> np.ndarray:
-    """Evenly spaced output times from 0 to ``end_s``: every ``period_s``, at most ``max_points``."""
-    n = max_points if period_s is None else min(max_points, int(math.floor(end_s / period_s)) + 1)
-    return np.linspace(0.0, end_s, max(n, 2))
+    """Output times from 0 to ``end_s``: at every multiple of ``period_s`` and at ``end_s``
+    (the last interval may be shorter); evenly spaced ``max_points`` (at least 2) when
+    there is no period or it would take more than ``max_points``."""
+    if period_s is not None:
+        n = int(math.ceil(end_s / period_s * (1 - SAME)))  # multiples below end_s
+        if n + 1 <= max_points:
+            return np.append(np.arange(n) * float(period_s), float(end_s))
+    return np.linspace(0.0, end_s, max(max_points, 2))
+
+
+def output_grid_for(job, end_s: float, notes: list[str]) -> np.ndarray:
+    """The solver's output grid for a job that runs to ``end_s``: every ``outputs.period_s``
+    (up to ``max_output_points`` points: the result thins it to ``outputs.max_points``
+    once the real end is known), or ``outputs.max_points`` evenly spaced points."""
+    period = job.outputs.period_s
+    if period is None:
+        return output_grid(end_s, None, job.outputs.max_points)
+    cap = int(LIMITS["max_output_points"])
+    grid = output_grid(end_s, period, cap)
+    spacing = float(grid[1] - grid[0])
+    if spacing > period * (1 + SAME):
+        notes.append(f"output period coarsened from {period:g} s to {spacing:.6g} s: at most {cap} points "
+                     f"(max_output_points) over the requested {end_s:g} s")
+    return grid
+
+
+def uniform_spacing(grid) -> Optional[float]:
+    """The spacing of an output grid whose points are evenly spaced but for a shorter
+    last interval (None: irregular or no grid)."""
+    if grid is None or len(grid) < 2:
+        return None
+    d = np.diff(np.asarray(grid, dtype=float))
+    body = d[:-1] if len(d) > 1 else d
+    step = float(body[0])
+    if step <= 0 or not np.allclose(body, step, rtol=1e-7, atol=0.0) or d[-1] > step * (1 + 1e-7):
+        return None
+    return step
 
 
 class Protocol(Strict):
@@ -50,7 +90,8 @@ class Protocol(Strict):
     fixed_parameters: ClassVar[tuple[str, ...]] = ()
     # Whether IDAKLU may run precompiled functions for it.
     can_compile: ClassVar[bool] = True
-    # Whether PyBaMM needs the full state (no output_variables) and frees it only by gc.
+    # Whether the solver must keep the full state at every output point (no
+    # output_variables; freed only by gc). No protocol needs it with PyBaMM 26.
     keeps_full_state: ClassVar[bool] = False
 
     # -- at submit ------------------------------------------------------------
@@ -96,3 +137,12 @@ class Protocol(Strict):
 
     def extra_results(self, solution) -> dict[str, Any]:
         return {}
+
+    def output_period(self, job) -> Optional[float]:
+        """The output period the job asked for (None: none)."""
+        return job.outputs.period_s
+
+    def series_period(self, plan) -> Optional[float]:
+        """The spacing of the series the solver returns, before the result thins it
+        (None: irregular, e.g. a drive cycle's own uneven knots)."""
+        return uniform_spacing(plan.t_interp)

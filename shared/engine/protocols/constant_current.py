@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from shared.contract.limits import LIMITS
 from shared.engine.errors import SimulationError
-from shared.engine.protocols.base import Protocol, Timeline, output_grid
+from shared.engine.protocols.base import Protocol, Timeline, output_grid_for
 
 CURRENT = "Current function [A]"
 CAPACITY = "Nominal cell capacity [A.h]"
@@ -53,8 +53,7 @@ class ConstantCurrent(Protocol):
             end = min(UNTIL_CUT_OFF_FACTOR * 3600.0 * capacity / abs(current), LIMITS["max_duration_s"])
             notes.append("runs until a voltage cut-off")
         inputs[CURRENT] = float(current)
-        return Timeline(t_eval=[0.0, end], t_interp=output_grid(end, job.outputs.period_s, job.outputs.max_points),
-                        requested_end_s=end)
+        return Timeline(t_eval=[0.0, end], t_interp=output_grid_for(job, end, notes), requested_end_s=end)
 
     def completed(self, solution, termination, plan) -> bool:
         if self.duration_s is not None:

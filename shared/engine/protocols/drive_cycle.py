@@ -10,7 +10,7 @@ from pydantic import Field, model_validator
 
 from shared.contract.limits import LIMITS
 from shared.engine.errors import SimulationError
-from shared.engine.protocols.base import Protocol, Timeline, output_grid
+from shared.engine.protocols.base import Protocol, Timeline, output_grid_for
 
 # IDA restarts at every knot of the profile; its first trial step is then a tenth of
 # the shortest knot interval (at most this) rather than its own guess of ~1 ms. The
@@ -68,7 +68,19 @@ class DriveCycle(Protocol):
         if drive_cycles.find(self.name) is None:
             return [{"field": "protocol.name",
                      "error": f"not installed here; available: {drive_cycles.available()}"}]
-        return []
+        try:
+            _, i_data = drive_cycles.load(self.name)
+        except drive_cycles.DriveCycleError as exc:
+            return [{"field": "protocol.name", "error": str(exc)}]
+        error = self._scaled_current_error(i_data)
+        return [{"field": "protocol.scale", "error": error}] if error else []
+
+    def _scaled_current_error(self, i_data) -> Optional[str]:
+        peak = float(np.max(np.abs(np.asarray(i_data, dtype=float)))) * self.scale
+        if peak > LIMITS["max_current_A"]:
+            return (f"{self.name} peaks at {peak / self.scale:g} A; scaled by {self.scale:g} that is "
+                    f"{peak:g} A, above the limit of {LIMITS['max_current_A']:g} A")
+        return None
 
     def cache_shape(self):
         from shared.engine.parameters import digest
@@ -86,6 +98,9 @@ class DriveCycle(Protocol):
                 t_data, i_data = drive_cycles.load(self.name)
             except drive_cycles.DriveCycleError as exc:
                 raise SimulationError(f"protocol.name: {exc}") from exc
+            error = self._scaled_current_error(i_data)
+            if error:
+                raise SimulationError(f"protocol.scale: {error}")
         else:
             t_data, i_data = self.time_s, self.current_A
         t_data = np.asarray(t_data, dtype=float)
@@ -97,9 +112,10 @@ class DriveCycle(Protocol):
     def timeline(self, job, static, inputs, notes) -> Timeline:
         t_data = static.protocol_data["t"]
         end = float(t_data[-1])
-        t_interp = output_grid(end, job.outputs.period_s, job.outputs.max_points)
         if job.outputs.period_s is None and len(t_data) <= job.outputs.max_points:
-            t_interp = t_data
+            t_interp = t_data  # the profile's own times
+        else:
+            t_interp = output_grid_for(job, end, notes)
         # the profile's own time points are solver stop points: exact at every kink
         return Timeline(t_eval=t_data, t_interp=t_interp, requested_end_s=end)
 
