@@ -45,4 +45,4 @@ def test_short_jobs_are_not_held_behind_a_long_one(tmp_path_factory):
     assert long_done[long_id]["status"] == "succeeded"
     assert all(receiver.results[i]["status"] == "succeeded" for i in short_ids)
     # six 60 s SPM jobs on the free process take well under the long job's time
-    assert shorts_done < 0.5 * long_s, (shorts_done, long_s)
+    assert shorts_done < 0.75 * long_s, (shorts_done, long_s)
