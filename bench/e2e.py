@@ -123,13 +123,10 @@ def _busy_refusals(log_dir: Path) -> int:
     return n
 
 
-def run(n: int, worker_processes: int = 2, warm_burst: bool = True, timeout_s: float | None = None,
-        log=print, worker_threads: int | None = None) -> dict[str, Any]:
-    """``worker_threads``: an experiment only - start the worker function with THREADS=n
-    instead of the stack's default (2)."""
-    from cli.receiver import Receiver
-    from local.stack import Stack
 
+def arrival_recorder() -> tuple[dict[str, float], Callable[[str, dict], None]]:
+    """``(arrivals, on_result)``: a receiver callback that records the wall time each job
+    id's first callback arrived."""
     arrivals: dict[str, float] = {}
     lock = threading.Lock()
 
@@ -138,6 +135,16 @@ def run(n: int, worker_processes: int = 2, warm_burst: bool = True, timeout_s: f
         with lock:
             arrivals.setdefault(str(body.get("id")), t)
 
+    return arrivals, on_result
+
+def run(n: int, worker_processes: int = 2, warm_burst: bool = True, timeout_s: float | None = None,
+        log=print, worker_threads: int | None = None) -> dict[str, Any]:
+    """``worker_threads``: an experiment only - start the worker function with THREADS=n
+    instead of the stack's default (2)."""
+    from cli.receiver import Receiver
+    from local.stack import Stack
+
+    arrivals, on_result = arrival_recorder()
     log_dir = Path(tempfile.mkdtemp(prefix="bench-stack-"))
     timeout_s = timeout_s or 120.0 + 3.0 * n
     out: dict[str, Any] = {"worker_processes": worker_processes, "stack_logs": str(log_dir),

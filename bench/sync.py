@@ -17,7 +17,6 @@ stack is warmed first (both worker processes' solver processes started and used)
 from __future__ import annotations
 
 import tempfile
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -53,13 +52,9 @@ def run(n: int, warmup: int = 6, timeout_s: float = 90.0, worker_processes: int 
     from cli.receiver import Receiver
     from local.stack import Stack
 
-    arrivals: dict[str, float] = {}
-    lock = threading.Lock()
+    from bench.e2e import arrival_recorder
 
-    def on_result(path: str, body: dict) -> None:
-        t = time.time()
-        with lock:
-            arrivals.setdefault(str(body.get("id")), t)
+    arrivals, on_result = arrival_recorder()
 
     run_id = uuid.uuid4().hex[:8]
     log_dir = Path(tempfile.mkdtemp(prefix="bench-sync-"))
@@ -87,8 +82,7 @@ def run(n: int, warmup: int = 6, timeout_s: float = 90.0, worker_processes: int 
                     raise RuntimeError(f"sync {job_id}: {r.status_code} {r.text[:300]}")
                 rows = len(r.json().get("simulationResults") or [])
                 receiver.wait_for([job_id], timeout_s)  # its own callback: no overlap with the next job
-                with lock:
-                    arrival = arrivals.get(job_id)
+                arrival = arrivals.get(job_id)
                 return {"id": job_id, "reply_s": reply_s, "rows": rows,
                         "own_callback_s": None if arrival is None else arrival - t_wall,
                         "status_header": r.headers.get("X-Job-Status")}
@@ -101,8 +95,9 @@ def run(n: int, warmup: int = 6, timeout_s: float = 90.0, worker_processes: int 
                 if r.status_code != 202:
                     raise RuntimeError(f"async {job_id}: {r.status_code} {r.text[:300]}")
                 body = receiver.wait_for([job_id], timeout_s)[job_id]
-                with lock:
-                    arrival = arrivals[job_id]
+                while job_id not in arrivals:  # on_result runs just after wait_for wakes
+                    time.sleep(0.001)
+                arrival = arrivals[job_id]
                 if body.get("status") != "succeeded":
                     raise RuntimeError(f"async {job_id}: {body.get('status')} {body.get('error')}")
                 started, finished = _epoch(body.get("jobStarted")), _epoch(body.get("jobFinished"))
