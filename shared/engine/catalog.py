@@ -6,7 +6,7 @@ Used by the submit function (before anything is published) and the ``GET
 
 from __future__ import annotations
 
-import copy
+import logging
 import os
 from functools import lru_cache
 from typing import Any
@@ -17,9 +17,13 @@ import pybamm  # noqa: E402
 
 from shared.contract.job import DEFAULT_OUTPUTS, Job  # noqa: E402
 from shared.contract.limits import LIMITS  # noqa: E402
-from shared.engine import drive_cycles, protocols  # noqa: E402
+from shared.engine import drive_cycles, failures, physical, protocols  # noqa: E402
+from shared.engine.errors import SimulationError  # noqa: E402
 from shared.engine.errors import short as _short  # noqa: E402
 from shared.engine.models import MODELS  # noqa: E402
+from shared.engine.parameters import base_set  # noqa: E402
+
+log = logging.getLogger(__name__)
 
 # The parameter sets offered. tests/test_native.py compares five of them (Chen2020,
 # Marquis2019, Mohtat2020, NCA_Kim2011, Prada2013) with a direct PyBaMM solve for
@@ -38,47 +42,109 @@ OPTIONS_OFFERED = {
 
 
 @lru_cache(maxsize=32)
-def _model_info(name: str, options: tuple) -> tuple[frozenset, frozenset]:
-    """(all variable names, scalar variable names) of a model."""
+def _model_info(name: str, options: tuple) -> tuple[frozenset, frozenset, frozenset]:
+    """(all variable names, scalar variable names, parameter names it needs) of a model."""
     model = MODELS[name](options=dict(options) or None)
     names = frozenset(model.variables.keys())
     scalars = frozenset(k for k, v in model.variables.items() if not v.domain)
-    return names, scalars
+    return names, scalars, frozenset(model.get_parameter_info().keys())
 
 
-@lru_cache(maxsize=32)
-def _parameter_names(set_name: str) -> frozenset:
-    return frozenset(pybamm.ParameterValues(set_name).keys())
+def _needed_alone(name: str, option: tuple) -> frozenset:
+    """The parameters a model needs with this one option (empty if it cannot be built so)."""
+    try:
+        return _model_info(name, (option,))[2]
+    except Exception:  # noqa: BLE001 - an option that needs another one to build
+        return frozenset()
+
+
+def _missing_parameters(job: Job, needed: frozenset, keys: set, source: str) -> list[dict[str, str]]:
+    """What the model with its options needs that the parameter set lacks, blamed on the
+    option that needs it (``model.options.<option>``), else on the parameter set."""
+    missing = sorted(needed - keys)
+    if not missing:
+        return []
+    errors = []
+    plain = _model_info(job.model.name, ())[2]
+    blamed: set[str] = set()
+    for option in sorted(job.model.options.items()):
+        mine = sorted((_needed_alone(job.model.name, option) - plain) & set(missing))
+        if mine:
+            blamed.update(mine)
+            errors.append({"field": f"model.options.{option[0]}", "error": (
+                f"{option[0]!r}: {option[1]!r} needs {_listed(mine)}, which {source} does not define; choose "
+                "another option or a parameter set that has them")})
+    rest = [m for m in missing if m not in blamed]
+    if rest:
+        options = ", ".join(f"{k}: {v}" for k, v in sorted(job.model.options.items()))
+        field = "model.options" if job.model.options else ("bpx" if job.bpx is not None else "parameter_set")
+        with_options = f" with {{{options}}}" if options else ""
+        errors.append({"field": field, "error": (
+            f"{job.model.name}{with_options} needs {_listed(rest)}, which {source} does not define")})
+    return errors
+
+
+def _listed(names: list[str], limit: int = 4) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _guarded(check_fn, *args) -> list[dict[str, str]]:
+    """A physical check that must never turn a request into a 500: if it breaks, the job
+    goes on unchecked by it (the solver's failures are translated too) and the log says so."""
+    try:
+        return check_fn(*args)
+    except Exception:  # noqa: BLE001
+        log.exception("physical check %s failed; skipped", check_fn.__name__)
+        return []
 
 
 def check(job: Job) -> list[dict[str, str]]:
-    """Errors naming each field PyBaMM would reject; empty if the job is runnable."""
+    """Errors naming each field PyBaMM would reject, or whose value is physically
+    impossible (``physical``); empty if the job is runnable."""
     errors: list[dict[str, str]] = []
     options = tuple(sorted(job.model.options.items()))
     try:
-        names, scalars = _model_info(job.model.name, options)
+        names, scalars, needed = _model_info(job.model.name, options)
     except Exception as exc:  # noqa: BLE001 - PyBaMM names the bad option
         errors.append({"field": "model.options", "error": _short(exc)})
-        names = scalars = None
+        names = scalars = needed = None
 
+    pv = set_id = None
     if job.bpx is not None:
+        document = _guarded(physical.check_bpx_document, job.bpx)
+        errors += document
         try:
-            pybamm.ParameterValues.create_from_bpx_obj(copy.deepcopy(job.bpx))
-            param_names = None
-        except Exception as exc:  # noqa: BLE001
-            errors.append({"field": "bpx", "error": f"not a valid BPX document: {_short(exc)}"})
-            param_names = None
-    else:
-        if job.parameter_set not in pybamm.parameter_sets:
-            errors.append({"field": "parameter_set", "error": f"unknown; one of {list(PARAMETER_SETS)}"})
-            param_names = None
+            set_id, pv = base_set(job)
+        except SimulationError as exc:
+            text = str(exc).removeprefix("bpx: ")
+            # the BPX schema's verdict always; PyBaMM's later failures (e.g. its eSOH on a
+            # negative concentration) only when the document's own fields do not say why
+            if not document or "validation error" in text or "Invalid BPX" in text:
+                errors.append({"field": "bpx", "error": text})
         else:
-            param_names = _parameter_names(job.parameter_set)
-    if param_names is not None:
-        for name in job.parameters:
-            if name not in param_names:
-                errors.append({"field": f"parameters.{name}",
-                               "error": f"not a parameter of {job.parameter_set}"})
+            if not document:
+                errors += _guarded(physical.check_bpx_values, job.bpx, pv)
+        source = "the BPX document"
+    elif job.parameter_set not in pybamm.parameter_sets:
+        errors.append({"field": "parameter_set", "error": f"unknown; one of {list(PARAMETER_SETS)}"})
+        source = ""
+    else:
+        try:
+            set_id, pv = base_set(job)
+        except SimulationError as exc:
+            errors.append({"field": "parameter_set", "error": str(exc).removeprefix("parameter_set: ")})
+        source = f"parameter set {job.parameter_set}"
+    if pv is not None:
+        keys = set(pv.keys())
+        unknown = [n for n in job.parameters if n not in keys]
+        for name in unknown:
+            errors.append({"field": f"parameters.{name}",
+                           "error": f"not a parameter of {job.parameter_set if job.bpx is None else 'the BPX cell'}"})
+        known = {n: v for n, v in job.parameters.items() if n in keys}
+        errors += _guarded(physical.check_overrides, known, pv, set_id)
+        if needed is not None:
+            errors += _missing_parameters(job, needed, keys, source)
 
     if scalars is not None:
         for var in job.outputs.variables:
@@ -88,8 +154,21 @@ def check(job: Job) -> list[dict[str, str]]:
                 errors.append({"field": "outputs.variables",
                                "error": f"{var!r} is not a scalar (0-D) variable"})
 
-    errors += job.protocol.check()
+    steps = failures.step_errors(job.protocol.steps) if job.protocol.type == "experiment" else []
+    # an unparseable step: its own sentence, not PyBaMM's message about the whole list
+    errors += steps or job.protocol.check()
     return errors
+
+
+def check_values(job: Job) -> list[dict[str, str]]:
+    """The physical range checks of the job's ``parameters`` alone: for a sweep member
+    whose configuration (everything but numbers) ``check`` already accepted."""
+    try:
+        set_id, pv = base_set(job)
+    except SimulationError:
+        return []  # check() reported it for the configuration
+    keys = pv.keys()
+    return _guarded(physical.check_overrides, {n: v for n, v in job.parameters.items() if n in keys}, pv, set_id)
 
 
 def catalog() -> dict[str, Any]:

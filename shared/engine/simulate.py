@@ -41,9 +41,9 @@ def simulate(job, compiled: Optional[bool] = None) -> dict[str, Any]:
     try:
         solution = plan.protocol.solve(entry.sim, plan)
     except pybamm.SolverError as exc:
-        raise _solver_failure(exc) from exc
-    except (ValueError, KeyError, TypeError, ZeroDivisionError) as exc:
-        raise SimulationError(f"the simulation could not start: {short(exc)}") from exc
+        raise _solver_failure(exc, job, plan) from exc
+    except (ValueError, KeyError, TypeError, ZeroDivisionError, pybamm.ModelError) as exc:
+        raise _solver_failure(exc, job, plan) from exc
     solve_s = time.perf_counter() - t_solve
     entry.settle_compiled()
     if solution is None:
@@ -65,13 +65,8 @@ def simulate(job, compiled: Optional[bool] = None) -> dict[str, Any]:
     return result
 
 
-def _solver_failure(exc: Exception) -> SimulationError:
-    text = str(exc)
-    if "non-positive at initial conditions" in text:
-        events = text.split("]", 1)[0] + "]" if text.startswith("Events") else text
-        return SimulationError(
-            "the cell starts outside its voltage cut-offs: "
-            f"{events.replace('Events ', 'event ')} already crossed at t = 0 s "
-            "(check the cut-offs and the initial state of charge)"
-        )
-    return SimulationError(f"solver failure: {short(exc)}")
+def _solver_failure(exc: Exception, job=None, plan=None) -> SimulationError:
+    """A solve-time exception as a sentence naming the input to change (``failures``)."""
+    from shared.engine import failures
+
+    return failures.translate(exc, job, plan)
