@@ -27,7 +27,7 @@ from shared.contract import legacy
 from shared.contract.envelope import Envelope
 from shared.contract.job import Job, error_list
 from shared.contract.legacy import LegacyRequest
-from shared.contract.limits import JOB_ID_RULE, job_id_error
+from shared.contract.limits import job_id_error
 from shared.delivery import callback, publisher
 from shared.delivery.messages import MessageTooLarge
 from shared.settings import get_settings
@@ -158,7 +158,10 @@ def validate_native(body: dict[str, Any], cache: set[str] | None = None) -> Job:
         key = job.model_dump_json(include={"model", "parameter_set", "bpx", "protocol", "outputs"},
                                   exclude={"protocol": {"current_A", "c_rate", "duration_s", "scale"}}) \
             + ",".join(sorted(job.parameters))
-        if key in cache:
+        if key in cache:  # the configuration passed; its numbers are still range-checked
+            errors = kinds.check_values(job)
+            if errors:
+                raise BadRequest(errors)
             return job
     errors = kinds.check(job)
     if errors:

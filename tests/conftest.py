@@ -11,8 +11,8 @@ import pytest
 import requests
 
 from local.stack import with_kit_drive_cycles
-from shared.contract.envelope import Envelope  # noqa: F401 - tests import the bodies from here
-from shared.contract.legacy import JAVA_CELL, JAVA_DRIVE_CYCLE, LegacyRequest
+from shared.contract.envelope import Envelope
+from shared.contract.legacy import JAVA_CELL, JAVA_DRIVE_CYCLE, LegacyRequest  # noqa: F401 - tests import the bodies from here
 
 REPO = Path(__file__).resolve().parent.parent
 

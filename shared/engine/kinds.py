@@ -27,6 +27,11 @@ class Kind:
         """Errors naming each field PyBaMM would reject (``[{"field", "error"}]``)."""
         raise NotImplementedError
 
+    def check_values(self, job) -> list[dict[str, str]]:
+        """The checks of the job's numbers alone, for a sweep member whose configuration
+        (everything but numbers) ``check`` already accepted."""
+        return self.check(job)
+
     def simulate(self, job, compiled: Optional[bool] = None) -> dict[str, Any]:
         """Run one job; a JSON-ready result. Raises ``SimulationError``."""
         raise NotImplementedError
@@ -49,6 +54,11 @@ class Cell(Kind):
         from shared.engine import catalog
 
         return catalog.check(job)
+
+    def check_values(self, job):
+        from shared.engine import catalog
+
+        return catalog.check_values(job)
 
     def simulate(self, job, compiled=None):
         from shared.engine import simulate
@@ -73,6 +83,10 @@ def kind_of(job) -> Kind:
 
 def check(job) -> list[dict[str, str]]:
     return kind_of(job).check(job)
+
+
+def check_values(job) -> list[dict[str, str]]:
+    return kind_of(job).check_values(job)
 
 
 def simulate(job, compiled: Optional[bool] = None) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import pybamm
 
 from shared.engine import cache
 from shared.engine.build import built_for
-from shared.engine.errors import SimulationError, short
+from shared.engine.errors import SimulationError
 from shared.engine.plan import plan as plan_job
 from shared.engine.results import result as result_of
 

@@ -11,7 +11,7 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from shared.engine.protocols.base import Protocol, Timeline, output_grid  # noqa: F401
+from shared.engine.protocols.base import Protocol
 from shared.engine.protocols.constant_current import ConstantCurrent
 from shared.engine.protocols.drive_cycle import DriveCycle
 from shared.engine.protocols.experiment import Experiment
