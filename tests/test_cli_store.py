@@ -21,11 +21,11 @@ from tests.conftest import submit
 
 FAST_NATIVE = {"model": {"name": "SPM"}, "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 60}}
 BAD_LEGACY = {"simulationType": "cell", "upperVoltage": 3.0, "lowerVoltage": 2.9}  # starts outside its cut-offs
-# an inline profile of 16,000 knots over 9 h (under the 256 KiB request limit): a DFN solve
-# of several seconds, to cancel while it runs
-LONG_DRIVE_CYCLE = {"model": {"name": "DFN"}, "conditions": {"initial_soc": 0.9}, "protocol": {
-    "type": "drive_cycle", "time_s": [2 * k for k in range(16000)],
-    "current_A": [round(0.5 + (k % 7) * 0.3, 1) for k in range(16000)]}}
+# an inline profile of 5,000 knots (the inline limit) over 5.5 h, alternating charge and
+# discharge: a DFN solve of 10-30 s here, to cancel while it runs
+LONG_DRIVE_CYCLE = {"model": {"name": "DFN", "options": {"thermal": "lumped"}}, "conditions": {"initial_soc": 0.6},
+                    "protocol": {"type": "drive_cycle", "time_s": [4.0 * k for k in range(5000)],
+                                 "current_A": [(1 if k % 2 else -1) * (1 + k % 7) for k in range(5000)]}}
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
