@@ -30,6 +30,11 @@ LIMITS = {
     "max_current_A": 500.0,
     "max_c_rate": 20.0,
     "max_sweep_members": 1000,
+    # ageing studies (protocol "ageing"): cycles of one study (its limit instead of
+    # max_duration_s: a study simulates months or years; the wall time is JOB_TIME_BUDGET_S),
+    # and the cycles whose series it keeps (they share outputs.max_points)
+    "max_ageing_cycles": 5_000,
+    "max_saved_cycles": 500,
 }
 
 VOLTAGE_RANGE_V = (0.5, 5.5)

@@ -32,10 +32,23 @@ PARAMETER_SETS = (
     "Chen2020", "Marquis2019", "Ecker2015", "OKane2022", "ORegan2022",
     "Mohtat2020", "Prada2013", "NCA_Kim2011", "Ai2020",
 )
+# Degradation options (ageing studies): the catalog lists, for each value, the offered
+# parameter sets that carry every parameter it needs (``option_parameter_sets``).
+DEGRADATION_OPTIONS = {
+    "SEI": ["none", "constant", "reaction limited", "solvent-diffusion limited", "electron-migration limited",
+            "interstitial-diffusion limited", "ec reaction limited"],
+    "SEI porosity change": ["false", "true"],
+    "lithium plating": ["none", "reversible", "partially reversible", "irreversible"],
+    "loss of active material": ["none", "stress-driven", "reaction-driven", "stress and reaction-driven"],
+    "particle mechanics": ["none", "swelling only", "swelling and cracking"],
+}
+# Options that act through SEI growth (alone they add nothing): their needs are counted
+# with this SEI model on, less what the SEI model itself needs.
+_WITH_SEI = {"SEI porosity change": ("SEI", "reaction limited"),
+             "loss of active material": ("SEI", "reaction limited")}
 OPTIONS_OFFERED = {
     "thermal": ["isothermal", "lumped", "x-lumped", "x-full"],
-    "SEI": ["none", "constant", "reaction limited", "solvent-diffusion limited"],
-    "lithium plating": ["none", "reversible", "irreversible"],
+    **DEGRADATION_OPTIONS,
     "particle": ["Fickian diffusion", "uniform profile", "quadratic profile", "quartic profile"],
     "cell geometry": ["arbitrary", "pouch"],
 }
@@ -171,11 +184,40 @@ def check_values(job: Job) -> list[dict[str, str]]:
     return _guarded(physical.check_overrides, {n: v for n, v in job.parameters.items() if n in keys}, pv, set_id)
 
 
+def _option_needs(name: str, option: str, value: str) -> frozenset:
+    """What model ``name`` needs with this one option value (the parameters ``check``
+    looks for), counted with SEI growth on for the options that act through it. Built
+    outside ``_model_info``'s cache, which serves the checks of real jobs."""
+    info = _model_info.__wrapped__
+    needed = info(name, ((option, value),))[2]
+    companion = _WITH_SEI.get(option)
+    if companion is not None and value not in ("none", "false"):
+        needed |= info(name, tuple(sorted((companion, (option, value)))))[2] - info(name, (companion,))[2]
+    return needed
+
+
+@lru_cache(maxsize=len(MODELS))
+def option_parameter_sets(name: str = "SPM") -> dict[str, dict[str, list[str]]]:
+    """For each degradation option value, the offered parameter sets that define every
+    parameter model ``name`` needs with it (so ``check`` accepts the pair). The catalog
+    lists SPM's: the degradation submodels are the same in SPM, SPMe and DFN
+    (tests/test_ageing.py checks that the three tables agree). ~1 s, once per process."""
+    keys = {s: frozenset(pybamm.ParameterValues(s).keys()) for s in PARAMETER_SETS}
+    table: dict[str, dict[str, list[str]]] = {}
+    for option, offered in DEGRADATION_OPTIONS.items():
+        table[option] = {}
+        for value in offered:
+            needed = _option_needs(name, option, value)
+            table[option][value] = [s for s in PARAMETER_SETS if needed <= keys[s]]
+    return table
+
+
 def catalog() -> dict[str, Any]:
     variables = {name: sorted(_model_info(name, ())[1]) for name in MODELS}
     return {
         "models": sorted(MODELS),
         "options": OPTIONS_OFFERED,
+        "option_parameter_sets": option_parameter_sets(),
         "parameter_sets": list(PARAMETER_SETS),
         "drive_cycles": {"registered": sorted(drive_cycles.REGISTRY), "installed": drive_cycles.available()},
         "protocols": list(protocols.TYPES),

@@ -11,12 +11,13 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
+from shared.engine.protocols.ageing import Ageing
 from shared.engine.protocols.base import Protocol
 from shared.engine.protocols.constant_current import ConstantCurrent
 from shared.engine.protocols.drive_cycle import DriveCycle
 from shared.engine.protocols.experiment import Experiment
 
-REGISTERED: tuple[type[Protocol], ...] = (ConstantCurrent, Experiment, DriveCycle)
+REGISTERED: tuple[type[Protocol], ...] = (ConstantCurrent, Experiment, DriveCycle, Ageing)
 
 TYPES: tuple[str, ...] = tuple(cls.model_fields["type"].annotation.__args__[0] for cls in REGISTERED)
 
