@@ -307,3 +307,17 @@ def test_the_limits_and_the_protocol_are_published():
     c = catalog.catalog()
     assert "ageing" in c["protocols"]
     assert c["limits"]["max_ageing_cycles"] >= 5000 and c["limits"]["max_saved_cycles"] > 0
+
+
+def test_the_callback_and_the_stored_body_carry_the_study_s_own_keys():
+    """body_for passes an ageing result's end of life and saved cycles on (the stored
+    result is this body), with one row per cycle."""
+    from shared.contract.envelope import Envelope
+    from shared.delivery import callback
+
+    job = Job.model_validate(study(cycles=3, save_cycles={"every": 2}))
+    result = kinds.simulate(job)
+    body = callback.body_for(Envelope(job_id="ageing-1", kind="native", submitted_at="t", job=job),
+                             "s", "f", 1, result=result)
+    assert body["end_of_life"] == result["end_of_life"] and body["saved_cycles"] == result["saved_cycles"]
+    assert [row["cycle"] for row in body["cycles"]] == [1, 2, 3]

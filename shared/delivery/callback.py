@@ -126,8 +126,9 @@ def body_for(envelope: Envelope, started_at: Optional[str], finished_at: str, at
     else:
         if "columns" in result:
             body["columns"] = result["columns"]
-        if "cycles" in result:
-            body["cycles"] = result["cycles"]
+        for key in ("cycles", "end_of_life", "saved_cycles"):  # experiments, ageing studies
+            if key in result:
+                body[key] = result[key]
         body["notes"] = result.get("notes", [])
     return body
 
