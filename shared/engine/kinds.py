@@ -32,8 +32,10 @@ class Kind:
         (everything but numbers) ``check`` already accepted."""
         return self.check(job)
 
-    def simulate(self, job, compiled: Optional[bool] = None) -> dict[str, Any]:
-        """Run one job; a JSON-ready result. Raises ``SimulationError``."""
+    def simulate(self, job, compiled: Optional[bool] = None, segment=None) -> dict[str, Any]:
+        """Run one job; a JSON-ready result. Raises ``SimulationError``. With ``segment``
+        (``shared.engine.checkpoint.Segment``; a kind whose long jobs run in segments)
+        it may return a ``Checkpoint`` instead."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
@@ -60,10 +62,10 @@ class Cell(Kind):
 
         return catalog.check_values(job)
 
-    def simulate(self, job, compiled=None):
+    def simulate(self, job, compiled=None, segment=None):
         from shared.engine import simulate
 
-        return simulate.simulate(job, compiled=compiled)
+        return simulate.simulate(job, compiled=compiled, segment=segment)
 
     def describe(self):
         from shared.engine import catalog
@@ -89,5 +91,9 @@ def check_values(job) -> list[dict[str, str]]:
     return kind_of(job).check_values(job)
 
 
-def simulate(job, compiled: Optional[bool] = None) -> dict[str, Any]:
-    return kind_of(job).simulate(job, compiled=compiled)
+def simulate(job, compiled: Optional[bool] = None, segment=None):
+    """A result dict, or (with ``segment``, for a study that ran out of its segment's time)
+    a ``shared.engine.checkpoint.Checkpoint``."""
+    if segment is None:
+        return kind_of(job).simulate(job, compiled=compiled)
+    return kind_of(job).simulate(job, compiled=compiled, segment=segment)

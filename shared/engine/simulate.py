@@ -14,6 +14,7 @@ import pybamm
 
 from shared.engine import cache
 from shared.engine.build import built_for
+from shared.engine.checkpoint import Checkpoint, Segment
 from shared.engine.errors import SimulationError
 from shared.engine.plan import plan as plan_job
 from shared.engine.results import result as result_of
@@ -26,10 +27,17 @@ def plan_key(job) -> str:
     return plan_job(job).key
 
 
-def simulate(job, compiled: Optional[bool] = None) -> dict[str, Any]:
+def simulate(job, compiled: Optional[bool] = None, segment: Optional[Segment] = None):
     """Run one job; return a JSON-ready result. Raises ``SimulationError``.
-    ``compiled`` overrides ``SOLVER_COMPILE`` (the precompile build uses it)."""
+    ``compiled`` overrides ``SOLVER_COMPILE`` (the precompile build uses it). ``segment``
+    (a study that can run in segments: ageing) says where to resume from and for how
+    long; such a run returns a ``Checkpoint`` instead of a result when its time is up."""
     t_start = time.perf_counter()
+    if segment is not None:
+        if not hasattr(job.protocol, "_segment"):
+            raise SimulationError(f"a {job.protocol.type} job does not run in segments")
+        job = job.model_copy(deep=True)
+        job.protocol._segment = segment
     plan = plan_job(job)
     entry, cache_state = built_for(job, plan, compiled=compiled)
     log.info(
@@ -48,6 +56,9 @@ def simulate(job, compiled: Optional[bool] = None) -> dict[str, Any]:
     entry.settle_compiled()
     if solution is None:
         raise SimulationError("the experiment produced no solution (infeasible first step)")
+    if isinstance(solution, Checkpoint):
+        cache.trim_to_memory()
+        return solution
     try:
         result = result_of(job, plan, solution)
     finally:

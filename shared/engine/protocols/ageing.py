@@ -44,6 +44,7 @@ import numpy as np
 from pydantic import Field, PrivateAttr, model_validator
 
 from shared.contract.limits import LIMITS, Strict
+from shared.engine import checkpoint
 from shared.engine.errors import SimulationError, short
 from shared.engine.protocols.base import SAME, Protocol, Timeline
 from shared.settings import get_settings
@@ -140,6 +141,7 @@ class Ageing(Protocol):
     _deadline: Optional[float] = PrivateAttr(default=None)
     _budget_s: Optional[float] = PrivateAttr(default=None)
     _job: Any = PrivateAttr(default=None)  # for failure messages that name the inputs
+    _segment: Any = PrivateAttr(default=None)  # a ``checkpoint.Segment`` (set by the engine), or None
 
     # -- at submit ------------------------------------------------------------
     def check(self) -> list[dict[str, str]]:
@@ -221,7 +223,11 @@ class Ageing(Protocol):
         self._job = job
         budget = float(get_settings().job_time_budget_s)
         self._budget_s = budget
-        self._deadline = time.monotonic() + budget - max(MARGIN_S, MARGIN_FRACTION * budget)
+        usable = budget - max(MARGIN_S, MARGIN_FRACTION * budget)
+        segment = self._segment
+        if segment is not None and segment.budget_s is not None:
+            usable = min(usable, float(segment.budget_s))
+        self._deadline = time.monotonic() + usable
         return Timeline()
 
     # -- solving --------------------------------------------------------------
@@ -353,6 +359,48 @@ class _Recorder:
         self._cycle_t0 = 0.0
         self._wrapped: list = []
         self._warned: set[str] = set()
+        self._t_start = time.monotonic()
+        self._segment_cycles = 0
+        self._wall_before = 0.0
+        self._step_solution = None  # the last step solution PyBaMM returned
+        self._cycle_end_solution = None  # the last step of the last recorded cycle
+        self._cycle_end_start = None  # a chunk's last state, when the segment stopped between chunks
+        self.start = None  # PyBaMM's starting solution (a checkpoint's last state)
+        segment = protocol._segment
+        if segment is not None and segment.resume is not None:
+            self._restore(checkpoint.unpack(segment.resume))
+
+    # -- checkpoints ------------------------------------------------------------
+    _KEPT = ("rows", "saved", "notes", "first_capacity", "stop_Ah", "termination", "thinned_to",
+             "_last_series", "_last_cycle", "_warned")
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        if state.get("steps") != list(self.p.steps) or state.get("variables") != self.names:
+            raise checkpoint.CheckpointError("the checkpoint is of another study (steps or variables differ)")
+        for name in self._KEPT:
+            setattr(self, name, state[name])
+        self._wall_before = float(state["wall_s"])
+        self.start = state["state"]
+
+    def make_checkpoint(self) -> checkpoint.Checkpoint:
+        wall = time.monotonic() - self._t_start
+        state = {name: getattr(self, name) for name in self._KEPT}
+        start = self._cycle_end_start if self._cycle_end_start is not None else self._cycle_end_solution.last_state
+        # The step solution's termination is PyBaMM's raw "event" until PyBaMM decodes it
+        # (after the cycle; a study stopped at a cycle start never gets there). A starting
+        # solution ended by an event of the model would not be stepped on from: this one
+        # ended at the experiment's own condition, as PyBaMM's decoded text says.
+        if not (start.termination == "final time" or "[experiment]" in str(start.termination)):
+            start.termination = "event: Combined termination [experiment]"
+        state.update(steps=list(self.p.steps), variables=self.names, wall_s=self._wall_before + wall,
+                     state=start)
+        data, sha = checkpoint.pack(state)
+        last = self.rows[-1]
+        return checkpoint.Checkpoint(
+            data=data, sha256=sha, cycles_done=len(self.rows), cycles_planned=self.p.cycles,
+            latest_capacity_Ah=last.get("Capacity [A.h]"),
+            seconds_per_cycle=round(wall / self._segment_cycles, 4) if self._segment_cycles else None,
+            wall_s=round(self._wall_before + wall, 3))
 
     # -- the loop ---------------------------------------------------------------
     def run(self) -> None:
@@ -360,7 +408,7 @@ class _Recorder:
 
         callback = _as_callback(self)
         chunk = len(self.sim.experiment.cycle_lengths)
-        last = None
+        last = self.start
         while self.end is None:
             done_before = len(self.rows)
             try:
@@ -387,8 +435,24 @@ class _Recorder:
                 break
             last = solution.last_state
             del solution
+            if self._chunk_does_not_fit(chunk):  # a checkpoint at the seam PyBaMM's chunks share
+                self.end, self._cycle_end_start = "segment", last
+                break
 
-    def outcome(self) -> "AgeingRun":
+    def _chunk_does_not_fit(self, chunk: int) -> bool:
+        """Whether the next chunk would run past this segment's time (a segment that may
+        continue stops between chunks, where the state it resumes from is exactly the
+        one the next chunk starts from; within a chunk only if its time runs out)."""
+        segment, deadline = self.p._segment, self.p._deadline
+        if segment is None or not segment.may_continue or deadline is None or not self._segment_cycles:
+            return False
+        per_cycle = (time.monotonic() - self._t_start) / self._segment_cycles
+        return time.monotonic() + 1.2 * chunk * per_cycle > deadline
+
+    def outcome(self):
+        """The study's result (``AgeingRun``), or a ``Checkpoint`` when its segment ran out of time."""
+        if self.end == "segment":
+            return self.make_checkpoint()
         k = len(self.rows)
         if k == 0 or self._last_series is None:
             raise SimulationError("; ".join(self.notes)
@@ -396,9 +460,13 @@ class _Recorder:
         if self._last_cycle not in self.saved:
             self.saved[self._last_cycle] = self._thin(self._last_series)
         if self.end == "time":
-            self.notes.append(
-                f"stopped before the service's wall-time budget (JOB_TIME_BUDGET_S {self.p._budget_s:g} s) after "
-                f"{k} of {self.p.cycles} cycles")
+            segment = self.p._segment
+            if segment is not None and segment.stop_reason:
+                self.notes.append(f"{segment.stop_reason}: stopped after {k} of {self.p.cycles} cycles")
+            else:
+                self.notes.append(
+                    f"stopped before the service's wall-time budget (JOB_TIME_BUDGET_S {self.p._budget_s:g} s) "
+                    f"after {k} of {self.p.cycles} cycles")
         if self.thinned_to is not None:
             self.notes.append(
                 f"saved cycles thinned to at most {self.budget} points each ({len(self.saved)} saved cycles share "
@@ -425,8 +493,12 @@ class _Recorder:
             self._wrap()
         now = time.monotonic()
         deadline = self.p._deadline
-        if self.rows and deadline is not None and now + 1.5 * self._cycle_wall > deadline:
-            self.end, self.termination = "time", TIME_BUDGET_STOP
+        if self._segment_cycles and deadline is not None and now + 1.5 * self._cycle_wall > deadline:
+            segment = self.p._segment
+            if segment is not None and segment.may_continue and self._cycle_end_solution is not None:
+                self.end = "segment"  # a checkpoint; the termination is the last cycle's
+            else:
+                self.end, self.termination = "time", TIME_BUDGET_STOP
             raise _Stop()
         self._cycle_t0 = now
         self._cycle_steps = []
@@ -444,6 +516,8 @@ class _Recorder:
         self._last_summary = summary
         self._cycle_wall = time.monotonic() - self._cycle_t0
         self._record(k, summary)
+        self._segment_cycles += 1
+        self._cycle_end_solution = self._step_solution
         if self.end is not None:
             raise _Stop()
 
@@ -496,6 +570,7 @@ class _Recorder:
         if isinstance(solution, pybamm.EmptySolution):  # a step skipped (its end already met)
             self._cycle_steps.append(None)
             return
+        self._step_solution = solution
         series = {name: np.asarray(solution[name].entries, dtype=float) for name in self.names}
         self._cycle_steps.append((series, str(solution.termination)))
 
