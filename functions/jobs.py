@@ -22,7 +22,7 @@ from shared.store import jobs as job_store
 STATUSES = ("queued", "running", *job_store.FINISHED)
 VIEW_FIELDS = ("jobId", "status", "kind", "submittedAt", "startedAt", "finishedAt", "deliveryAttempts",
                "termination", "completed", "stoppedEarly", "endTime", "summary", "notes", "error", "timings",
-               "sweep", "callback", "cancelRequested", "reusedFrom")
+               "sweep", "callback", "cancelRequested", "reusedFrom", "progress")
 
 
 def view(record: dict[str, Any], with_job: bool = False) -> dict[str, Any]:

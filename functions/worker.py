@@ -24,6 +24,8 @@ from typing import Any, Optional
 
 from shared.contract import legacy
 from shared.delivery import callback, messages
+from shared.contract.limits import LIMITS
+from shared.engine.checkpoint import Checkpoint, CheckpointError, Segment
 from shared.engine.errors import SimulationError
 from shared.engine.solver_process import CANCEL_POLL_S, Cancelled, SolverProcess
 from shared.settings import get_settings
@@ -84,8 +86,10 @@ def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
     fields.update(jobId=envelope.job_id, kind=envelope.kind)
     store = job_store.store()
     state, record = store.peek(envelope)  # one read; StoreUnavailable: raise, Pub/Sub redelivers
-    # the emulator sends no delivery attempt: the store counts them (this one included)
-    attempt = attempt or int(record.get("deliveryAttempts") or 0) + (state == "run") or None
+    # the emulator sends no delivery attempt: the store counts them (this one included),
+    # per segment of a study continued across invocations
+    before = int((record.get("checkpoint") or {}).get("attemptsAt") or 0)
+    attempt = attempt or int(record.get("deliveryAttempts") or 0) - before + (state == "run") or None
     fields["attempt"] = attempt
     try:
         # resolved here, not trusted from the message: a message published straight
@@ -100,6 +104,9 @@ def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
 
     if state == "finished":
         return _resend(envelope, target, record, attempt, fields)
+    stale = _stale_segment(envelope, record, fields)
+    if stale is not None:
+        return stale
     if state == "cancelled":
         body = callback.body_for(envelope, None, _now(), attempt, error="cancelled before it started",
                                  status="cancelled")
@@ -116,7 +123,7 @@ def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
     # If it says the job was cancelled or finished meanwhile, the solve is stopped.
     claim = _CLAIMS.submit(store.start, envelope, messages.delivery_attempt(event_data))
     try:
-        body = _simulate(envelope, attempt, fields, settings, store, claim)
+        body = _simulate(envelope, attempt, fields, settings, store, claim, record)
     except Exception as exc:  # noqa: BLE001 - a bug must still end in one outcome
         log.exception("worker error", extra={"fields": {**fields, "stage": "worker"}})
         body = _failed(envelope, attempt, f"internal service error ({type(exc).__name__})")
@@ -126,16 +133,81 @@ def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
     if claimed == "cancelled":  # cancelled while it was queued: its result is not reported
         body = callback.body_for(envelope, None, _now(), attempt, error="cancelled before it started",
                                  status="cancelled")
+    elif isinstance(body, Checkpoint):
+        return _continue(envelope, record, body, fields)
     return _conclude(envelope, target, body, fields)
+
+
+# -- ageing studies across invocations -----------------------------------------------
+
+
+def _segmented(job) -> bool:
+    return getattr(job.protocol, "type", None) == "ageing"
+
+
+def _stale_segment(envelope, record, fields) -> Optional[dict[str, Any]]:
+    """A delivery of a segment whose checkpoint is already stored (a redelivery after the
+    worker stored it, or a duplicate): its continuation is (re)published, nothing runs."""
+    info = record.get("checkpoint") or {}
+    seq = int(info.get("seq") or 0)
+    if not _segmented(envelope.job) or seq <= envelope.continuation:
+        return None
+    if not info.get("published"):
+        _publish_continuation(envelope, seq)
+    log.info("segment already checkpointed; acked", extra={"fields": {**fields, "stage": "worker",
+                                                                       "continuation": envelope.continuation}})
+    return {"id": envelope.job_id, "continuation": seq}
+
+
+def _publish_continuation(envelope, seq: int) -> None:
+    from shared.delivery import publisher
+
+    publisher.publish([envelope.model_copy(update={"continuation": seq})])
+    job_store.store().checkpoint_published(envelope.job_id, seq)
+
+
+def _continue(envelope, record, ckpt: Checkpoint, fields) -> dict[str, Any]:
+    """Store the checkpoint, publish the next segment's message, ack; no callback yet."""
+    store = job_store.store()
+    seq = int((record.get("checkpoint") or {}).get("seq") or 0) + 1
+    progress = {"cyclesDone": ckpt.cycles_done, "cyclesPlanned": ckpt.cycles_planned,
+                "latestCapacityAh": ckpt.latest_capacity_Ah, "etaSeconds": ckpt.eta_s(),
+                "wallSeconds": ckpt.wall_s, "updatedAt": _now()}
+    if store.save_checkpoint(envelope.job_id, seq, ckpt.data, ckpt.sha256, progress):
+        _publish_continuation(envelope, seq)
+    log.info("segment checkpointed; continues", extra={"fields": {
+        **fields, "stage": "simulate", "continuation": seq, "cyclesDone": ckpt.cycles_done}})
+    return {"id": envelope.job_id, "continuation": seq, "progress": progress}
+
+
+def _segment_for(envelope, record, settings, store):
+    """Where this delivery's segment starts and whether it may end in another checkpoint."""
+    info = record.get("checkpoint") or {}
+    seq = int(info.get("seq") or 0)
+    resume = store.load_checkpoint(envelope.job_id, info) if seq else None
+    wall = float((record.get("progress") or {}).get("wallSeconds") or 0)
+    budget = settings.job_time_budget_s
+    segment = Segment(resume=resume, budget_s=min(settings.segment_budget_s, budget - max(5.0, 0.1 * budget)))
+    if seq >= LIMITS["max_continuations"]:
+        segment.may_continue = False
+        segment.stop_reason = (f"the study reached its limit of {LIMITS['max_continuations']} continuations "
+                               "(max_continuations)")
+    elif wall + segment.budget_s >= LIMITS["max_study_wall_s"]:
+        segment.may_continue = False
+        segment.stop_reason = (f"the study reached its limit of {LIMITS['max_study_wall_s']:g} s of wall time "
+                               "(max_study_wall_s)")
+    return segment
 
 
 def _failed(envelope, attempt, error: str) -> dict[str, Any]:
     return callback.body_for(envelope, _now(), _now(), attempt, error=error)
 
 
-def _simulate(envelope, attempt, fields, settings, store, claim=None) -> dict[str, Any]:
-    """Run the job (or reuse an identical one's result); the callback body."""
+def _simulate(envelope, attempt, fields, settings, store, claim=None, record=None):
+    """Run the job (or reuse an identical one's result); the callback body, or the
+    ``Checkpoint`` of an ageing study's segment that ran out of time."""
     job = envelope.job
+    record = record or {}
     if job.reuse:
         found = store.find_reusable(job.reuse_key())
         previous = store.result(found["jobId"], found) if found else None
@@ -148,8 +220,15 @@ def _simulate(envelope, attempt, fields, settings, store, claim=None) -> dict[st
                 body["sweep"] = envelope.sweep
             log.info("result reused", extra={"fields": {**fields, "stage": "simulate", "reusedFrom": found["jobId"]}})
             return body
-    started = _now()
+    started = record.get("startedAt") if record.get("checkpoint") else _now()
+    started = started or _now()
     t0 = time.perf_counter()
+    segment = None
+    if _segmented(job):
+        try:
+            segment = _segment_for(envelope, record, settings, store)
+        except CheckpointError as exc:
+            return callback.body_for(envelope, started, _now(), attempt, error=str(exc))
     log.info("simulation started", extra={"fields": {**fields, "stage": "simulate"}})
 
     next_look = [time.monotonic() + CANCEL_POLL_S]
@@ -168,7 +247,7 @@ def _simulate(envelope, attempt, fields, settings, store, claim=None) -> dict[st
             return False
 
     try:
-        result = solver().run(job, settings.job_time_budget_s, should_stop=cancelled)
+        result = solver().run(job, settings.job_time_budget_s, should_stop=cancelled, segment=segment)
     except Cancelled:
         log.info("simulation cancelled", extra={"fields": {**fields, "stage": "simulate"}})
         return callback.body_for(envelope, started, _now(), attempt, error="cancelled while running",
@@ -177,7 +256,12 @@ def _simulate(envelope, attempt, fields, settings, store, claim=None) -> dict[st
         log.warning("simulation failed", extra={"fields": {
             **fields, "stage": "simulate", "elapsed_s": round(time.perf_counter() - t0, 4), "error": str(exc)}})
         return callback.body_for(envelope, started, _now(), attempt, error=str(exc))
+    if isinstance(result, Checkpoint):
+        return result
     body = callback.body_for(envelope, started, _now(), attempt, result=result)
+    if segment is not None and segment.stop_reason and not result.get("completed"):
+        body.update(status="failed", error=f"{segment.stop_reason}; the {len(result.get('cycles') or [])} "
+                                            "cycles run are kept")
     log.info("simulation finished", extra={"fields": {
         **fields, "stage": "simulate", "elapsed_s": round(time.perf_counter() - t0, 4),
         "termination": body["termination"], "cache": (result.get("timings") or {}).get("cache")}})

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     instance_memory_mb: int = 2048
     solver_memory_fraction: float = 0.7
     job_time_budget_s: float = 400.0
+    # An ageing study runs in segments of at most this long (and within the job's budget);
+    # then it stores a checkpoint and continues in a new invocation (a Pub/Sub message).
+    segment_budget_s: float = 300.0
     busy_wait_s: float = 2.0  # a push to a busy instance waits this long for it, then is refused  # + the callback's worst case (~130 s) stays below the worker's 540 s timeout
 
     # Drive cycles: the project's folder first, then extra folders (os.pathsep separated)

@@ -19,3 +19,6 @@ class Envelope(BaseModel):
     job: Job
     callback_url: Optional[str] = None  # requested by the caller; None = the Job Manager
     sweep: Optional[dict[str, Any]] = None
+    # an ageing study continued across invocations: the segment this message starts (0: the
+    # first; n: resume from the n-th checkpoint in the job store)
+    continuation: int = 0

@@ -35,6 +35,11 @@ LIMITS = {
     # and the cycles whose series it keeps (they share outputs.max_points)
     "max_ageing_cycles": 5_000,
     "max_saved_cycles": 500,
+    # a study continued across invocations (segments of SEGMENT_BUDGET_S, a checkpoint
+    # between them) ends, keeping its rows, after this many continuations or this much
+    # wall time in all
+    "max_continuations": 100,
+    "max_study_wall_s": 24 * 3600.0,
 }
 
 VOLTAGE_RANGE_V = (0.5, 5.5)

@@ -78,8 +78,11 @@ def _serve(conn) -> None:  # runs in the child
             job = conn.recv()
         except EOFError:
             return
+        segment = None
+        if isinstance(job, tuple):  # ("segment", job, Segment): a study run in segments
+            _, job, segment = job
         try:
-            conn.send((True, kinds.simulate(job)))
+            conn.send((True, kinds.simulate(job, segment=segment)))
         except SimulationError as exc:
             conn.send((False, str(exc)))
         except Exception as exc:  # noqa: BLE001 - reported as a failed job, never a stack trace
@@ -121,9 +124,13 @@ class SolverProcess:
             self._conn.close()
         self._proc = self._conn = None
 
-    def run(self, job, timeout_s: float, should_stop: Optional[Callable[[], bool]] = None) -> dict[str, Any]:
+    def run(self, job, timeout_s: float, should_stop: Optional[Callable[[], bool]] = None,
+            segment=None) -> Any:
         """The result of one job (a ``shared.contract.job.Job``); raises ``SimulationError``,
-        or ``Cancelled`` when ``should_stop()`` (asked every ``MEMORY_POLL_S``) turns true."""
+        or ``Cancelled`` when ``should_stop()`` (asked every ``MEMORY_POLL_S``) turns true.
+        With ``segment`` (``shared.engine.checkpoint.Segment``: an ageing study run in
+        segments) the answer is the result dict or a ``Checkpoint``; the caller decides."""
+        message = job if segment is None else ("segment", job, segment)
         with self._lock:
             if should_stop is not None and should_stop():  # cancelled while it waited for this process
                 raise Cancelled()
@@ -131,11 +138,11 @@ class SolverProcess:
                 self._stop()
                 self._start()
             try:
-                self._conn.send(job)
+                self._conn.send(message)
             except (BrokenPipeError, OSError):  # the child died between jobs: one fresh start
                 self._stop()
                 self._start()
-                self._conn.send(job)
+                self._conn.send(message)
             deadline = time.monotonic() + timeout_s
             limit = self.max_rss_mb
             pid = self._proc.pid

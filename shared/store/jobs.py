@@ -247,12 +247,73 @@ class JobStore:
                 return "finished", record
             if record.get("cancelRequested"):
                 return "cancelled", record
-            record.update(status="running", startedAt=now_iso(),
+            record.update(status="running",
+                          # a study continued from a checkpoint started with its first segment
+                          startedAt=record.get("startedAt") if record.get("checkpoint") else now_iso(),
                           deliveryAttempts=int(record.get("deliveryAttempts") or 0) + 1)
             txn.set(ref, record)
             return "run", record
 
         return self._call(claim, txn)
+
+    # -- checkpoints of a study continued across invocations --------------------
+    def save_checkpoint(self, job_id: str, seq: int, data: bytes, sha256: str,
+                        progress: dict[str, Any]) -> bool:
+        """Store checkpoint ``seq`` (gzip chunks in ``jobs/<id>/checkpoint``, then the record's
+        ``checkpoint`` and ``progress``). False, and nothing recorded, if a checkpoint of
+        this or a later segment is already recorded (a duplicate delivery ran the segment too)."""
+        from google.cloud import firestore
+
+        ref = self.jobs.document(job_id)
+        expire = self._expire_at()
+        raw = gzip.compress(data, compresslevel=5)
+        parts = [raw[k:k + CHUNK_BYTES] for k in range(0, len(raw), CHUNK_BYTES)] or [b""]
+        chunks = ref.collection("checkpoint")
+        for start in range(0, len(parts), CHUNKS_PER_COMMIT):
+            batch = self.client.batch()
+            for k in range(start, min(start + CHUNKS_PER_COMMIT, len(parts))):
+                batch.set(chunks.document(f"{seq:05d}-{k:05d}"), {"data": parts[k], "expireAt": expire})
+            self._call(batch.commit, **self._kw)
+        txn = self.client.transaction()
+
+        @firestore.transactional
+        def record(txn):
+            snap = ref.get(transaction=txn, **self._kw)
+            current = snap.to_dict() if snap.exists else {}
+            if current.get("status") in FINISHED or int((current.get("checkpoint") or {}).get("seq") or 0) >= seq:
+                return False
+            txn.update(ref, {
+                "checkpoint": {"seq": seq, "sha256": sha256, "chunks": len(parts), "bytes": len(raw),
+                               "published": False, "at": now_iso(),
+                               "attemptsAt": int(current.get("deliveryAttempts") or 0)},
+                "progress": {**progress, "continuations": seq}})
+            return True
+
+        return self._call(record, txn)
+
+    def load_checkpoint(self, job_id: str, info: dict[str, Any]) -> bytes:
+        """The checkpoint the record names, verified against its SHA-256; ``CheckpointError``
+        if a chunk is missing or the bytes do not match (the job fails, never resumes from it)."""
+        from shared.engine.checkpoint import CheckpointError, digest
+
+        chunks = self.jobs.document(job_id).collection("checkpoint")
+        parts = []
+        for k in range(int(info["chunks"])):
+            snap = self._call(chunks.document(f"{int(info['seq']):05d}-{k:05d}").get, **self._kw)
+            if not snap.exists:
+                raise CheckpointError(f"checkpoint {info['seq']} of this study is missing from the job store")
+            parts.append(snap.get("data"))
+        try:
+            data = gzip.decompress(b"".join(parts))
+        except (OSError, EOFError) as exc:
+            raise CheckpointError(f"checkpoint {info['seq']} in the job store is damaged ({type(exc).__name__})")
+        if digest(data) != info.get("sha256"):
+            raise CheckpointError(f"checkpoint {info['seq']} in the job store does not match its SHA-256 "
+                                  "(damaged); the study cannot resume from it")
+        return data
+
+    def checkpoint_published(self, job_id: str, seq: int) -> None:
+        self._call(self.jobs.document(job_id).update, {"checkpoint.published": True}, **self._kw)
 
     def cancel_requested(self, job_id: str) -> bool:
         snap = self._call(self.jobs.document(job_id).get, field_paths=["cancelRequested"], **self._kw)
