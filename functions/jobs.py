@@ -17,6 +17,7 @@ from typing import Any
 
 from functions.http import BadRequest, reply
 from shared.contract import legacy
+from shared.contract.limits import job_id_error
 from shared.store import jobs as job_store
 
 STATUSES = ("queued", "running", *job_store.FINISHED)
@@ -36,7 +37,14 @@ def view(record: dict[str, Any], with_job: bool = False) -> dict[str, Any]:
     return out
 
 
+def _known_id(job_id: str, what: str = "job") -> None:
+    """An id no job can have is simply not found (it would be no valid store key either)."""
+    if job_id_error(job_id):
+        raise BadRequest([{"field": "id", "error": f"no {what} {job_id}"}], status=404)
+
+
 def _record(job_id: str) -> dict[str, Any]:
+    _known_id(job_id)
     record = job_store.store().get(job_id)
     if record is None:
         raise BadRequest([{"field": "id", "error": f"no job {job_id}"}], status=404)
@@ -85,8 +93,11 @@ def list_jobs(request):
         limit = -1
     if not 1 <= limit <= 200:
         raise BadRequest([{"field": "limit", "error": "an integer in 1-200"}])
+    sweep = args.get("sweep") or None
+    if sweep is not None and job_id_error(sweep):
+        raise BadRequest([{"field": "sweep", "error": "not a sweep id"}])
     try:
-        rows, token = job_store.store().list(status=status, sweep=args.get("sweep") or None, limit=limit,
+        rows, token = job_store.store().list(status=status, sweep=sweep, limit=limit,
                                              page_token=args.get("page_token") or None)
     except ValueError as exc:
         raise BadRequest([{"field": "page_token", "error": str(exc)}])
@@ -94,6 +105,7 @@ def list_jobs(request):
 
 
 def cancel_job(request, job_id: str):
+    _known_id(job_id)
     try:
         record = job_store.store().cancel(job_id)
     except job_store.NotFound:
@@ -106,6 +118,7 @@ def cancel_job(request, job_id: str):
 
 
 def get_sweep(request, sweep_id: str):
+    _known_id(sweep_id, "sweep")
     found = job_store.store().sweep(sweep_id)
     if found is None:
         raise BadRequest([{"field": "id", "error": f"no sweep {sweep_id}"}], status=404)
@@ -123,6 +136,7 @@ def get_sweep(request, sweep_id: str):
 
 
 def cancel_sweep(request, sweep_id: str):
+    _known_id(sweep_id, "sweep")
     store = job_store.store()
     found = store.sweep(sweep_id)
     if found is None:

@@ -15,6 +15,7 @@ Routes
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 from typing import Any, Callable, Optional
@@ -61,20 +62,26 @@ def submit_legacy(request, simulation_type: str):
     try:
         _accept([envelope])
     except job_store.AlreadyExists as exc:
-        if asynchronous:  # as on /jobs: not queued again
-            return reply(409, {"error": f"job {job_id} already exists; it was not queued again",
-                               "jobId": job_id, "status": exc.record.get("status")},
-                         _job_headers(job_id, exc.record))
+        same = (exc.record.get("kind") == simulation_type
+                and exc.record.get("job") == envelope.job.model_dump(mode="json", exclude_none=True))
+        if asynchronous or not same:  # as on /jobs: not queued again
+            return reply(409, {"error": f"job {job_id} already exists" + (
+                "" if same else " with another request") + "; it was not queued again",
+                "jobId": job_id, "status": exc.record.get("status")}, _job_headers(job_id, exc.record))
         # the same request again (the Job Manager's message redelivered): that job's outcome
     if asynchronous:
         return reply(202, {"jobId": job_id, "status": "queued", "simulationType": simulation_type},
                      _job_headers(job_id, {"status": "queued"}))
-    record = _wait(job_id, settings.legacy_wait_s)
-    outcome = None
+    # accepted: from here on a store failure means "not finished yet", never "not queued"
+    record, outcome = _wait(job_id, settings.legacy_wait_s), None
     if record is not None and record.get("status") in job_store.FINISHED:
-        outcome = job_store.store().result(job_id, record)
+        try:
+            outcome = job_store.store().result(job_id, record)
+        except job_store.StoreUnavailable:
+            record = {**record, "status": "unknown"}
     status = 200 if outcome is not None else 202
-    return reply(status, legacy.sync_reply(simulation_type, outcome), _job_headers(job_id, record))
+    return reply(status, legacy.sync_reply(simulation_type, outcome),
+                 _job_headers(job_id, record or {"status": "unknown"}))
 
 
 def submit_native(request):
@@ -84,6 +91,16 @@ def submit_native(request):
         problem = job_id_error(job_id)
         if problem:
             raise BadRequest([{"field": "id", "error": problem}])
+    wait = prefer(request).get("wait")
+    seconds = None
+    if wait is not None:  # checked before anything is accepted
+        try:
+            seconds = float(wait)
+        except ValueError:
+            seconds = float("nan")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise BadRequest([{"field": "Prefer", "error": "wait must be a number of seconds, 0 or more"}])
+        seconds = min(seconds, get_settings().max_prefer_wait_s)
     job = validate_native(body)
     job_id = job_id or new_id()
     envelope = Envelope(job_id=job_id, kind="native", submitted_at=now(), job=job,
@@ -94,12 +111,7 @@ def submit_native(request):
         return reply(409, {"error": f"job {job_id} already exists; it was not queued again",
                            "jobId": job_id, "status": exc.record.get("status")},
                      _job_headers(job_id, exc.record))
-    wait = prefer(request).get("wait")
-    if wait is not None:
-        try:
-            seconds = min(max(float(wait), 0.0), get_settings().max_prefer_wait_s)
-        except ValueError:
-            raise BadRequest([{"field": "Prefer", "error": "wait must be a number of seconds"}])
+    if seconds is not None:
         record = _wait(job_id, seconds)
         if record is not None and record.get("status") in job_store.FINISHED:
             return reply(200, job_views.view(record), _job_headers(job_id, record))
@@ -203,12 +215,20 @@ def _accept(envelopes: list[Envelope], sweep_id: Optional[str] = None, request: 
 
 
 def _wait(job_id: str, seconds: float) -> Optional[dict[str, Any]]:
-    """The job's record once it is finished, or its latest record after ``seconds``."""
+    """The job's record once it is finished, or its latest record after ``seconds``
+    (None if the store could not be read: the job is accepted, its state unknown)."""
     store = job_store.store()
     deadline = time.monotonic() + seconds
     k = 0
+    record = None
     while True:
-        record = store.get(job_id)
+        try:
+            record = store.get(job_id)
+        except job_store.StoreUnavailable:
+            if time.monotonic() >= deadline:
+                return record
+            time.sleep(POLL_S[-1])
+            continue
         if record is None or record.get("status") in job_store.FINISHED:
             return record
         remaining = deadline - time.monotonic()

@@ -199,6 +199,11 @@ def _segment_for(envelope, record, settings, store):
     return segment
 
 
+def _reuse_key(envelope) -> str:
+    """Identical jobs of the same kind (a legacy job's result has another shape)."""
+    return f"{envelope.kind}:{envelope.job.reuse_key()}"
+
+
 def _failed(envelope, attempt, error: str) -> dict[str, Any]:
     return callback.body_for(envelope, _now(), _now(), attempt, error=error)
 
@@ -209,7 +214,7 @@ def _simulate(envelope, attempt, fields, settings, store, claim=None, record=Non
     job = envelope.job
     record = record or {}
     if job.reuse:
-        found = store.find_reusable(job.reuse_key())
+        found = store.find_reusable(_reuse_key(envelope))
         previous = store.result(found["jobId"], found) if found else None
         if previous is not None:
             body = {**previous, "id": envelope.job_id, "jobSubmitted": envelope.submitted_at,
@@ -270,7 +275,7 @@ def _simulate(envelope, attempt, fields, settings, store, claim=None, record=Non
 
 def _conclude(envelope, target: str, body: dict[str, Any], fields) -> dict[str, Any]:
     """Store the outcome (before anything is sent), then send the callback."""
-    job_store.store().finish(envelope.job_id, body, reuse_key=envelope.job.reuse_key(),
+    job_store.store().finish(envelope.job_id, body, reuse_key=_reuse_key(envelope),
                              reused_from=body.get("reusedFrom"))
     send_callback(target, body, envelope.job_id, envelope.kind, fields)
     return body

@@ -14,7 +14,7 @@ ACK_DEADLINE_S = 600  # longer than the longest job (the worker's limit is 540 s
 
 
 def create(project: str, topic: str, push_endpoint: str, max_delivery_attempts: int,
-           min_backoff_s: int = 2, max_backoff_s: int = 60, dead_letter_endpoint: str | None = None) -> None:
+           min_backoff_s: int = 1, max_backoff_s: int = 10, dead_letter_endpoint: str | None = None) -> None:
     publisher = pubsub_v1.PublisherClient()
     subscriber = pubsub_v1.SubscriberClient()
     topic_path = publisher.topic_path(project, topic)

@@ -278,3 +278,26 @@ def test_the_event_list_is_read_not_cut_at_the_first_bracket():
                              "conditions with inputs {'Lower voltage cut-off [V]': 4.0}")
     text = str(failures.translate(exc))
     assert "'Minimum voltage [V]' and 'Maximum voltage [V]'" in text and well_formed(text), text
+
+
+@pytest.mark.parametrize("expression", ["exit(3)", "print(x) + 1", "sum(range(10**10)) + x", "__import__('os')"])
+def test_a_bpx_expression_naming_anything_but_its_functions_is_refused_before_it_runs(expression):
+    """The bpx package turns expressions into Python code and runs it: an expression that
+    names exit, print, range or any other name is a 400 naming the field; the example's
+    own expressions (x, e, exp, sqrt ...) pass (positive control)."""
+    import copy
+    import json
+
+    from shared.contract.job import Job
+    from shared.engine import catalog
+    from tests.conftest import REPO
+
+    doc = json.loads((REPO / "examples" / "lgm50_like_bpx.json").read_text())
+    body = {"model": {"name": "DFN"}, "parameter_set": None, "bpx": doc,
+            "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 60}}
+    assert catalog.bpx_expression_errors(doc) == []
+    bad = copy.deepcopy(doc)
+    bad["Parameterisation"]["Electrolyte"]["Conductivity [S.m-1]"] = expression
+    errors = catalog.check(Job.model_validate({**body, "bpx": bad}))
+    assert [e["field"] for e in errors] == ["bpx.Parameterisation.Electrolyte.Conductivity [S.m-1]"]
+    assert "may use only" in errors[0]["error"]

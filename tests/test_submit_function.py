@@ -419,3 +419,48 @@ def test_a_publish_failure_is_503_in_json_without_details(monkeypatch, firestore
     assert recorder.calls == 1
     # the same failure on a legacy route
     assert call("POST", "/cell/simulate", JAVA_CELL)[:2] == (503, reply)
+
+
+# --------------------------------------------------------------------------
+# Found by an adversarial run: checked before anything is accepted, ids that cannot exist
+# --------------------------------------------------------------------------
+SMALL_NATIVE = {"model": {"name": "SPM"}, "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 60}}
+
+
+@pytest.mark.parametrize("wait", ["abc", "", "nan", "inf", "-1"])
+def test_a_bad_prefer_wait_is_400_before_anything_is_recorded_or_published(published, firestore_emulator, wait):
+    status, reply, _ = call("POST", "/jobs", {**SMALL_NATIVE, "id": f"pw-{abs(hash(wait))}"},
+                            headers={"Prefer": f"wait={wait}"})
+    assert status == 400 and reply["errors"][0]["field"] == "Prefer"
+    assert published.envelopes == []
+    assert call("GET", f"/jobs/pw-{abs(hash(wait))}")[0] == 404  # never recorded
+
+
+@pytest.mark.parametrize("job_id", ["nl-test\n", "a" * 128 + "\n", "..", "__x__", "a/b"])
+def test_a_native_id_outside_the_rule_is_400(published, job_id):
+    status, reply, _ = call("POST", "/jobs", {**SMALL_NATIVE, "id": job_id})
+    assert status == 400 and reply["errors"][0]["field"] == "id" and published.envelopes == []
+
+
+@pytest.mark.parametrize("path", ["/jobs/..", "/jobs/__x__", "/jobs/__x__/result", "/sweeps/__a__"])
+def test_an_id_no_job_can_have_is_404_on_the_store_routes(path):
+    assert call("GET", path)[0] == 404
+
+
+@pytest.mark.parametrize("token", ["Li4=", "X194X18=", "!!!!", "YS9i"])
+def test_a_page_token_this_service_did_not_give_is_400(firestore_emulator, token):
+    status, reply, _ = call("GET", f"/jobs?page_token={token}")
+    assert status == 400 and reply["errors"][0]["field"] == "page_token"
+
+
+def test_a_legacy_id_reused_for_another_request_is_409_not_the_other_job_s_result(
+        published, firestore_emulator, monkeypatch):
+    monkeypatch.setenv("LEGACY_SYNC_REPLY", "true")
+    get_settings.cache_clear()
+    job_id = f"reused-{len(published.envelopes)}-{id(published)}"
+    assert call("POST", "/cell/simulate", {**JAVA_CELL, "id": job_id}, headers={"Prefer": "respond-async"})[0] == 202
+    status, reply, _ = call("POST", "/cell/simulate", {**JAVA_CELL, "id": job_id, "controlCurrent": 1.0})
+    assert status == 409 and "another request" in reply["error"]
+    status, reply, _ = call("POST", "/drivecycle/simulate", {**JAVA_DRIVE_CYCLE, "id": job_id})
+    assert status == 409
+    assert [e.job_id for e in published.envelopes] == [job_id]  # published once

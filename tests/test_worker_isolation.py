@@ -11,6 +11,7 @@ import time
 import uuid
 
 import pytest
+import requests
 
 from cli.receiver import Receiver
 from local.stack import Stack
@@ -18,10 +19,11 @@ from tests.conftest import submit
 
 pytestmark = pytest.mark.slow
 RUN = uuid.uuid4().hex[:8]
-# 5,000 knots over 5.5 h, alternating charge and discharge: a DFN solve of 10-30 s here
-LONG = {"model": {"name": "DFN", "options": {"thermal": "lumped"}}, "conditions": {"initial_soc": 0.6}, "protocol": {
-    "type": "drive_cycle", "time_s": [4.0 * k for k in range(5000)],
-    "current_A": [(1 if k % 2 else -1) * (1 + k % 7) for k in range(5000)]}}
+# a DFN ageing study of 5,000 CCCV cycles: several minutes of solving (300 plain cycles
+# took 21 s), cancelled once the short jobs are in
+LONG = {"model": {"name": "DFN"}, "protocol": {
+    "type": "ageing", "cycles": 5000,
+    "steps": ["Discharge at 1C until 2.5 V", "Charge at 1C until 4.2 V", "Hold at 4.2 V until C/50"]}}
 SHORT = {"model": {"name": "SPM"}, "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 60}}
 
 
@@ -33,16 +35,17 @@ def test_short_jobs_are_not_held_behind_a_long_one(tmp_path_factory):
             receiver.wait_for(warm, 120)  # both processes have a warm solver
 
             long_id = submit(stack, "/jobs", {**LONG, "id": f"long-{RUN}"}).json()["jobId"]
-            time.sleep(1.0)
+            time.sleep(2.0)
             t0 = time.monotonic()
             short_ids = [submit(stack, "/jobs", {**SHORT, "id": f"short-{RUN}-{k}"}).json()["jobId"]
                          for k in range(6)]
-            receiver.wait_for(short_ids, 90)
+            receiver.wait_for(short_ids, 120)
             shorts_done = time.monotonic() - t0
             assert long_id not in receiver.results, "the long job ended first: it is too short for this test"
-            long_done = receiver.wait_for([long_id], 300)
-            long_s = time.monotonic() - t0
-    assert long_done[long_id]["status"] == "succeeded"
+            cancel = requests.post(f"{stack.submit_url}/jobs/{long_id}/cancel", timeout=30)
+            assert cancel.status_code == 202, cancel.text  # it was still running
+            long_done = receiver.wait_for([long_id], 120)
+    assert long_done[long_id]["status"] == "cancelled"
     assert all(receiver.results[i]["status"] == "succeeded" for i in short_ids)
-    # six 60 s SPM jobs on the free process take well under the long job's time
-    assert shorts_done < 0.75 * long_s, (shorts_done, long_s)
+    # six 60 s SPM jobs on the free process: seconds, not the long job's minutes
+    assert shorts_done < 60, shorts_done

@@ -65,7 +65,7 @@ _JOB_ID = re.compile(JOB_ID_RULE)
 
 def job_id_error(job_id) -> Optional[str]:
     """Why a caller's job id is not acceptable (None if it is)."""
-    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+    if not isinstance(job_id, str) or not _JOB_ID.fullmatch(job_id):
         return "must be 1-128 characters of A-Z a-z 0-9 . _ : -"
     if set(job_id) == {"."} or (job_id.startswith("__") and job_id.endswith("__")):
         return "must not be only dots or start and end with __"

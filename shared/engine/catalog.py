@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from functools import lru_cache
 from typing import Any
 
@@ -112,9 +113,42 @@ def _guarded(check_fn, *args) -> list[dict[str, str]]:
         return []
 
 
+# The names a BPX expression may use (the BPX standard's functions of x and T). The bpx
+# package turns an expression into Python code and runs it: anything else (exit,
+# print, range, ...) must not reach it.
+BPX_EXPRESSION_NAMES = frozenset({
+    "x", "T", "e", "pi", "exp", "log", "log10", "sqrt", "tanh", "sinh", "cosh", "arcsinh", "arccosh",
+    "arctanh", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "abs", "sign", "minimum", "maximum",
+    "heaviside"})
+_NAME = re.compile(r"(?<![0-9.])[A-Za-z_][A-Za-z_0-9]*")
+
+
+def bpx_expression_errors(bpx: dict) -> list[dict[str, str]]:
+    """Every string of a BPX document's parameterisation that names anything but the
+    allowed functions and variables (``BPX_EXPRESSION_NAMES``)."""
+    errors = []
+    stack = [("bpx.Parameterisation", bpx.get("Parameterisation"))]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{k}", v) for k, v in enumerate(value))
+        elif isinstance(value, str):
+            unknown = sorted({n for n in _NAME.findall(value) if n not in BPX_EXPRESSION_NAMES})
+            if unknown:
+                errors.append({"field": path, "error": f"the expression uses {unknown}; an expression may use "
+                               f"only x, T, numbers and {sorted(BPX_EXPRESSION_NAMES - {'x', 'T'})}"})
+    return errors
+
+
 def check(job: Job) -> list[dict[str, str]]:
     """Errors naming each field PyBaMM would reject, or whose value is physically
     impossible (``physical``); empty if the job is runnable."""
+    if job.bpx is not None:
+        unsafe = bpx_expression_errors(job.bpx)
+        if unsafe:  # refused before the bpx package turns them into code
+            return unsafe
     errors: list[dict[str, str]] = []
     options = tuple(sorted(job.model.options.items()))
     try:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
-from typing import Any, Optional
+from typing import Optional
 
 import pybamm
 

@@ -184,9 +184,13 @@ class JobStore:
             query = query.where(filter=firestore.FieldFilter("sweep.sweepId", "==", sweep))
         query = query.order_by("submittedAt", direction=firestore.Query.DESCENDING)
         if page_token:
+            from shared.contract.limits import job_id_error
+
             try:
                 last = base64.urlsafe_b64decode(page_token.encode()).decode()
             except (ValueError, UnicodeDecodeError):
+                raise ValueError("page_token is not one this service gave")
+            if job_id_error(last):
                 raise ValueError("page_token is not one this service gave")
             snap = self._call(self.jobs.document(last).get, **self._kw)
             if not snap.exists:
@@ -380,7 +384,17 @@ class JobStore:
             record.update(update)
             return record
 
-        return self._call(do, txn)
+        try:
+            return self._call(do, txn)
+        except ValueError:  # the transaction lost to concurrent writes (another cancel, the worker)
+            record = self.get(job_id)
+            if record is None:
+                raise NotFound(job_id)
+            if record["status"] in FINISHED:
+                raise Conflict(record)
+            if not record.get("cancelRequested"):
+                raise
+            return record
 
 
 _store: Optional[JobStore] = None
