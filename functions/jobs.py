@@ -6,6 +6,8 @@
   POST /jobs/<id>/cancel                         queued: never simulated; running: stopped
   GET  /sweeps/<id>                              total, counts by status, one row per member
   POST /sweeps/<id>/cancel                       cancel every member not finished
+  POST /maintenance/requeue                      publish again the jobs stuck queued or running
+                                                 (Cloud Scheduler in the cloud; the local stack every 15 s)
 """
 
 from __future__ import annotations
@@ -149,3 +151,38 @@ def cancel_sweep(request, sweep_id: str):
         except (job_store.Conflict, job_store.NotFound):
             already += 1
     return reply(200, {"sweepId": sweep_id, "cancelled": cancelled, "alreadyFinished": already})
+
+
+def requeue_stale(request):
+    """Publish again every job whose record says ``queued`` for longer than
+    ``STALE_QUEUED_S`` or ``running`` for longer than ``STALE_RUNNING_S``: its message
+    was lost (Pub/Sub gave up, or the emulator stopped redelivering) or its worker died.
+    The worker's claim makes a second message harmless for a job that finished meanwhile."""
+    from datetime import datetime, timedelta, timezone
+
+    from shared.contract.envelope import Envelope
+    from shared.contract.job import Job
+    from shared.delivery import publisher
+    from shared.settings import get_settings
+
+    settings = get_settings()
+    now = datetime.now(timezone.utc)
+
+    def iso(seconds: float) -> str:
+        return (now - timedelta(seconds=seconds)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    store = job_store.store()
+    stale = store.stale(iso(settings.stale_queued_s), iso(settings.stale_running_s))
+    requeued = []
+    for record in stale:  # a cancelled one too: its worker reports it cancelled when the message arrives
+        try:
+            job = Job.model_validate(record["job"])
+            envelope = Envelope(job_id=record["jobId"], kind=record["kind"], submitted_at=record["submittedAt"],
+                                job=job, callback_url=job.callback_url,
+                                sweep=None if not record.get("sweep") else {**record["sweep"]})
+        except Exception:  # noqa: BLE001 - a record that no longer validates is left for an operator
+            continue
+        publisher.publish([envelope])
+        store.mark_requeued(record["jobId"])
+        requeued.append(record["jobId"])
+    return reply(200, {"requeued": requeued, "examined": len(stale)})

@@ -282,6 +282,7 @@ ROUTES: dict[str, dict[str, Callable]] = {
     "/catalog": {"GET": catalog_view},
     "/schema": {"GET": schema_view},
     "/healthz": {"GET": health},
+    "/maintenance/requeue": {"POST": job_views.requeue_stale},
 }
 # Routes with an id in them: (pattern, methods); the id is passed to the view.
 ID_ROUTES: list[tuple[re.Pattern, dict[str, Callable]]] = [

@@ -149,6 +149,7 @@ class Stack:
     log_dir: Path = REPO / ".stack"
     extra_env: dict = field(default_factory=dict)
     procs: dict = field(default_factory=dict)
+    requeue_every_s: float = 15.0  # 0: no periodic requeue of stuck jobs
     watchdog_grace_s: float = 3.0  # after the stack is gone: SIGTERM, this long, then SIGKILL
     _watchdog: subprocess.Popen | None = field(default=None, init=False, repr=False)
     _watchdog_fd: int | None = field(default=None, init=False, repr=False)
@@ -336,6 +337,8 @@ class Stack:
         wait_for(self.submit_url + "/healthz", 60, submit, "submit function")
         wait_for(self.worker_url + "/", 60, worker, "worker function")
         wait_for(self.dead_letter_url + "/", 60, dead, "dead-letter function")
+        if self.requeue_every_s:
+            self.start_requeue()
 
     def stop_process(self, name: str, timeout_s: float = 10) -> None:
         proc = self.procs.pop(name, None)
@@ -362,7 +365,25 @@ class Stack:
             except OSError:
                 pass
 
+    def _requeue_loop(self) -> None:
+        """What Cloud Scheduler does in the cloud: every ``requeue_every_s`` ask the submit
+        function to publish again the jobs stuck queued or running (their message lost)."""
+        headers = {"X-API-Key": str(self.extra_env["API_KEY"])} if self.extra_env.get("API_KEY") else {}
+        while not self._requeue_stop.wait(self.requeue_every_s):
+            try:
+                requests.post(self.submit_url + "/maintenance/requeue", headers=headers, timeout=30)
+            except requests.RequestException:
+                pass
+
+    def start_requeue(self) -> None:
+        import threading
+
+        self._requeue_stop = threading.Event()
+        threading.Thread(target=self._requeue_loop, daemon=True, name="requeue").start()
+
     def stop(self) -> None:
+        if getattr(self, "_requeue_stop", None) is not None:
+            self._requeue_stop.set()
         try:
             for name in list(self.procs)[::-1]:
                 self.stop_process(name)

@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     firestore_database: str = "(default)"
     jobs_collection: str = "jobs"
     sweeps_collection: str = "sweeps"
+    stale_queued_s: float = 120.0  # POST /maintenance/requeue publishes again a job queued this long
+    stale_running_s: float = 900.0  # ... or running this long (beyond any invocation's 540 s)
     retention_days: float = 30.0  # each record's expireAt; a Firestore TTL policy deletes it then
     store_timeout_s: float = 10.0  # one store call; beyond it submit answers 503, the worker nacks
 

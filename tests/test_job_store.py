@@ -79,7 +79,7 @@ def test_the_strict_parser_refuses_an_unknown_property():
 def store_stack(tmp_path_factory):
     with Receiver() as r:
         s = Stack.on_free_ports(job_manager_url=r.url, log_dir=tmp_path_factory.mktemp("stack-store"),
-                                extra_env={"LEGACY_WAIT_S": 40, "STORE_TIMEOUT_S": 3})
+                                extra_env={"LEGACY_WAIT_S": 40, "STORE_TIMEOUT_S": 3, "STALE_QUEUED_S": 30})
         with s:
             yield s, r
 
@@ -379,3 +379,39 @@ def test_a_sweep_of_50_counts_pages_and_reuse(store_stack):
     one = next(i for i in reused if results[i]["reusedFrom"] in ids)
     assert results[one]["summary"] == receiver.wait_for([results[one]["reusedFrom"]], 30)[results[one]["reusedFrom"]]["summary"]
     assert get(stack, f"/jobs/{one}").json()["reusedFrom"] == results[one]["reusedFrom"]
+
+
+# --------------------------------------------------------------------------
+# A job whose message was lost is published again
+# --------------------------------------------------------------------------
+def test_a_job_whose_message_was_lost_is_requeued_and_ends_once(store_stack, monkeypatch):
+    """A record queued long ago whose message never reached a worker (recorded here
+    straight in the store, never published): POST /maintenance/requeue publishes it
+    again (the local stack does so every 15 s, Cloud Scheduler in the cloud); it then
+    runs and ends in one outcome. A fresh queued job is left alone."""
+    from shared.contract.envelope import Envelope
+    from shared.contract.job import Job
+    from shared.settings import get_settings
+    from shared.store import jobs as job_store
+
+    stack, receiver = store_stack
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", stack.firestore_host)
+    monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", stack.project)
+    get_settings.cache_clear()
+    job_store.reset()
+    try:
+        lost = Envelope(job_id=f"lost-{RUN}", kind="native", submitted_at="2026-01-01T00:00:00.000Z",
+                        job=Job.model_validate(FAST_NATIVE))
+        job_store.store().create(lost)
+        reply = requests.post(stack.submit_url + "/maintenance/requeue", timeout=30)
+        assert reply.status_code == 200 and lost.job_id in reply.json()["requeued"]
+        body = receiver.wait_for([lost.job_id], 60)[lost.job_id]
+        assert body["status"] == "succeeded"
+        assert get(stack, f"/jobs/{lost.job_id}").json()["status"] == "succeeded"
+        again = requests.post(stack.submit_url + "/maintenance/requeue", timeout=30).json()
+        assert lost.job_id not in again["requeued"]  # finished: left alone
+        time.sleep(2)
+        assert receiver.statuses[lost.job_id] == ["succeeded"]
+    finally:
+        get_settings.cache_clear()
+        job_store.reset()

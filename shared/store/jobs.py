@@ -211,6 +211,25 @@ class JobStore:
         rows, token = self.list(sweep=sweep_id, limit=1000)
         return {"sweep": head, "members": rows}
 
+    def stale(self, queued_before: str, running_before: str, limit: int = 200) -> list[dict[str, Any]]:
+        """Jobs still ``queued`` though submitted before ``queued_before``, or ``running``
+        though started before ``running_before`` (ISO times): their messages were lost
+        or their workers died without a redelivery."""
+        from google.cloud import firestore
+
+        found = []
+        for status, field, before in (("queued", "submittedAt", queued_before), ("running", "startedAt", running_before)):
+            query = (self.jobs.where(filter=firestore.FieldFilter("status", "==", status))
+                     .where(filter=firestore.FieldFilter(field, "<", before)).limit(limit))
+            found += [d.to_dict() for d in self._call(lambda q=query: list(q.stream(**self._kw)))]
+        return found
+
+    def mark_requeued(self, job_id: str) -> None:
+        from google.cloud import firestore
+
+        self._call(self.jobs.document(job_id).update, {"requeued": firestore.Increment(1),
+                                                       "requeuedAt": now_iso()}, **self._kw)
+
     def find_reusable(self, reuse_key: str) -> Optional[dict[str, Any]]:
         from google.cloud import firestore
 
