@@ -47,6 +47,7 @@ from shared.contract.limits import LIMITS, Strict
 from shared.engine import checkpoint
 from shared.engine.errors import SimulationError, short
 from shared.engine.protocols.base import SAME, Protocol, Timeline
+from shared.engine.protocols.experiment import check_step_currents, sample_period
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -199,24 +200,9 @@ class Ageing(Protocol):
         errors = self._period_errors(steps)
         if errors:
             raise SimulationError(f"{errors[0]['field']}: {errors[0]['error']}")
-        capacity = static.numeric_pv[CAPACITY] if CAPACITY in static.numeric_pv.keys() else None
-        for k, step in enumerate(steps):
-            if type(step).__name__ == "CRate" and isinstance(capacity, (int, float)) \
-                    and abs(step.value) * capacity > LIMITS["max_current_A"]:
-                raise SimulationError(
-                    f"protocol.steps.{k}: {abs(step.value):g}C of {capacity:g} A.h is "
-                    f"{abs(step.value) * capacity:g} A; the limit is {LIMITS['max_current_A']:g} A")
-        asked = job.outputs.period_s if job.outputs.period_s is not None else self.period_s
-        period = self.period_s if self.period_s is not None else job.outputs.period_s
-        minimum = _minimum_period_s(steps)
-        if period is not None and period < minimum * (1 - SAME):  # only outputs.period_s gets here
-            notes.append(f"output period coarsened from {period:g} s to {_up(minimum):g} s: at most "
-                         f"{LIMITS['max_output_points']} points (max_output_points) over the "
-                         f"{_cycle_duration_s(steps):g} s one cycle may run")
-            period = _up(minimum)
-        elif asked is not None and period is not None and asked < period * (1 - SAME):
-            notes.append(f"output period coarsened from {asked:g} s (outputs.period_s) to {period:g} s: "
-                         "the study samples at protocol.period_s")
+        check_step_currents(steps, static)
+        asked, period = sample_period(job, self.period_s, _minimum_period_s(steps), notes,
+                                      f"the {_cycle_duration_s(steps):g} s one cycle may run", "the study")
         self._asked_period, self._sample_period = asked, period
         self._max_points, self._summary_only = job.outputs.max_points, job.outputs.summary_only
         self._variables = list(job.outputs.variables)

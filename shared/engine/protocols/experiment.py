@@ -62,6 +62,34 @@ def _period_error(period: float, minimum: float, steps) -> str:
             f"the 'until' steps ('Hold at 4.2 V for 2 hours or until C/50')")
 
 
+def check_step_currents(steps, static) -> None:
+    """C-rate steps of this cell's capacity within the current limit (SimulationError)."""
+    capacity = static.numeric_pv[CAPACITY] if CAPACITY in static.numeric_pv.keys() else None
+    for k, step in enumerate(steps):
+        if type(step).__name__ == "CRate" and isinstance(capacity, (int, float)) \
+                and abs(step.value) * capacity > LIMITS["max_current_A"]:
+            raise SimulationError(
+                f"protocol.steps.{k}: {abs(step.value):g}C of {capacity:g} A.h is "
+                f"{abs(step.value) * capacity:g} A; the limit is {LIMITS['max_current_A']:g} A")
+
+
+def sample_period(job, own_period: Optional[float], minimum: float, notes: list[str], span: str,
+                  what: str) -> tuple[Optional[float], Optional[float]]:
+    """(period asked for, period PyBaMM samples at). PyBaMM samples at the protocol's
+    period_s, else at outputs.period_s (raised to ``minimum``, with a note); the result
+    is thinned to outputs.period_s if that is coarser (a note says when it is finer)."""
+    asked = job.outputs.period_s if job.outputs.period_s is not None else own_period
+    period = own_period if own_period is not None else job.outputs.period_s
+    if period is not None and period < minimum * (1 - SAME):  # only outputs.period_s gets here
+        notes.append(f"output period coarsened from {period:g} s to {_up(minimum):g} s: at most "
+                     f"{LIMITS['max_output_points']} points (max_output_points) over {span}")
+        period = _up(minimum)
+    elif asked is not None and period is not None and asked < period * (1 - SAME):
+        notes.append(f"output period coarsened from {asked:g} s (outputs.period_s) to {period:g} s: "
+                     f"{what} samples at protocol.period_s")
+    return asked, period
+
+
 def _up(x: float) -> float:
     """``x`` rounded up to 4 significant digits (a period that certainly keeps the limit)."""
     if x <= 0:
@@ -158,27 +186,10 @@ class Experiment(Protocol):
         errors = self._period_errors(steps)
         if errors:
             raise SimulationError(f"{errors[0]['field']}: {errors[0]['error']}")
-        capacity = static.numeric_pv[CAPACITY] if CAPACITY in static.numeric_pv.keys() else None
-        for k, step in enumerate(steps[:len(self.steps)]):
-            if type(step).__name__ == "CRate" and isinstance(capacity, (int, float)) \
-                    and abs(step.value) * capacity > LIMITS["max_current_A"]:
-                raise SimulationError(
-                    f"protocol.steps.{k}: {abs(step.value):g}C of {capacity:g} A.h is "
-                    f"{abs(step.value) * capacity:g} A; the limit is {LIMITS['max_current_A']:g} A")
-        # PyBaMM samples at protocol.period_s, else at outputs.period_s; the result is
-        # thinned to outputs.period_s if that is coarser
-        asked = job.outputs.period_s if job.outputs.period_s is not None else self.period_s
-        period = self.period_s if self.period_s is not None else job.outputs.period_s
-        minimum = minimum_period_s(steps)
-        if period is not None and period < minimum * (1 - SAME):  # only outputs.period_s gets here
-            notes.append(f"output period coarsened from {period:g} s to {_up(minimum):g} s: at most "
-                         f"{LIMITS['max_output_points']} points (max_output_points) over the "
-                         f"{possible_duration_s(steps):g} s the experiment may run")
-            period = _up(minimum)
-        elif asked is not None and period is not None and asked < period * (1 - SAME):
-            notes.append(f"output period coarsened from {asked:g} s (outputs.period_s) to {period:g} s: "
-                         "the experiment samples at protocol.period_s")
-        self._asked_period, self._sample_period = asked, period
+        check_step_currents(steps[:len(self.steps)], static)
+        self._asked_period, self._sample_period = sample_period(
+            job, self.period_s, minimum_period_s(steps), notes,
+            f"the {possible_duration_s(steps):g} s the experiment may run", "the experiment")
         return Timeline()
 
     # -- solving --------------------------------------------------------------
