@@ -286,3 +286,17 @@ def test_a_40_cycle_dfn_experiment_does_not_hold_every_cycle_s_full_state():
     measured = json.loads(out.stdout.strip().splitlines()[-1])
     assert measured["cycles"] == 40 and measured["completed"] is True
     assert measured["growth_mb"] < 200, measured
+
+
+def test_a_power_step_beyond_the_current_limit_at_the_cut_off_is_refused():
+    """Found by an adversarial run: "Discharge at 1e9 W" ran at 6.7e8 A. A power step
+    may draw at most the current limit at the lower cut-off; 10 W passes (control)."""
+    from shared.engine.errors import SimulationError
+
+    def job(watts):
+        return Job.model_validate({"model": {"name": "SPM"}, "protocol": {
+            "type": "experiment", "steps": [f"Discharge at {watts} W for 1 minute"]}})
+
+    with pytest.raises(SimulationError, match="the limit is 500 A"):
+        kinds.simulate(job(2000))
+    assert kinds.simulate(job(10))["termination"]

@@ -37,6 +37,7 @@ from shared.engine.errors import SimulationError, short
 from shared.engine.protocols.base import SAME, Protocol, Timeline
 
 CAPACITY = "Nominal cell capacity [A.h]"
+LOWER_CUT_OFF = "Lower voltage cut-off [V]"
 # What PyBaMM calls a stop at the experiment's time limit (and what the result says
 # when the limit cut an "until" step short, which PyBaMM reports as "final time").
 TIME_CAP = "experiment time limit reached"
@@ -63,14 +64,23 @@ def _period_error(period: float, minimum: float, steps) -> str:
 
 
 def check_step_currents(steps, static) -> None:
-    """C-rate steps of this cell's capacity within the current limit (SimulationError)."""
-    capacity = static.numeric_pv[CAPACITY] if CAPACITY in static.numeric_pv.keys() else None
+    """C-rate steps of this cell's capacity, and power steps at its lower cut-off, within
+    the current limit (SimulationError)."""
+    pv = static.numeric_pv
+    capacity = pv[CAPACITY] if CAPACITY in pv.keys() else None
+    lower = pv[LOWER_CUT_OFF] if LOWER_CUT_OFF in pv.keys() else None
     for k, step in enumerate(steps):
-        if type(step).__name__ == "CRate" and isinstance(capacity, (int, float)) \
+        kind = type(step).__name__
+        if kind == "CRate" and isinstance(capacity, (int, float)) \
                 and abs(step.value) * capacity > LIMITS["max_current_A"]:
             raise SimulationError(
                 f"protocol.steps.{k}: {abs(step.value):g}C of {capacity:g} A.h is "
                 f"{abs(step.value) * capacity:g} A; the limit is {LIMITS['max_current_A']:g} A")
+        if kind == "Power" and isinstance(step.value, (int, float)) and isinstance(lower, (int, float)) \
+                and lower > 0 and abs(step.value) / lower > LIMITS["max_current_A"]:
+            raise SimulationError(
+                f"protocol.steps.{k}: {abs(step.value):g} W draws up to {abs(step.value) / lower:g} A at the "
+                f"{lower:g} V cut-off; the limit is {LIMITS['max_current_A']:g} A")
 
 
 def sample_period(job, own_period: Optional[float], minimum: float, notes: list[str], span: str,
