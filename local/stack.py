@@ -36,6 +36,7 @@ import requests
 from shared.settings import Settings
 
 _DEFAULTS = Settings.model_construct()  # the defaults alone (no environment)
+LOCAL_MAX_DELIVERY_ATTEMPTS = 20
 REPO = Path(__file__).resolve().parent.parent
 KIT_DRIVE_CYCLES = REPO.parent / "shared" / "data" / "drive_cycles"
 
@@ -145,7 +146,10 @@ class Stack:
     job_manager_url: str = _DEFAULTS.job_manager_url
     worker_processes: int = 2
     worker_threads: int = 2
-    max_delivery_attempts: int = _DEFAULTS.max_delivery_attempts  # the subscription's dead-letter limit, and the worker's
+    # The subscription's dead-letter limit, and the worker's. Locally a push refused by a
+    # busy worker process costs a delivery attempt too (Cloud Functions never sends one
+    # to a busy instance), so the local default is higher than the cloud's 5.
+    max_delivery_attempts: int = LOCAL_MAX_DELIVERY_ATTEMPTS
     log_dir: Path = REPO / ".stack"
     extra_env: dict = field(default_factory=dict)
     procs: dict = field(default_factory=dict)
@@ -161,7 +165,8 @@ class Stack:
             emulator_port=s.pubsub_emulator_port, firestore_port=s.firestore_emulator_port,
             submit_port=s.submit_port, worker_port=s.worker_port, dead_letter_port=s.dead_letter_port,
             job_manager_url=s.job_manager_url, project=s.google_cloud_project, topic=s.pubsub_topic,
-            max_delivery_attempts=s.max_delivery_attempts,
+            max_delivery_attempts=(s.max_delivery_attempts if "MAX_DELIVERY_ATTEMPTS" in os.environ
+                                   else LOCAL_MAX_DELIVERY_ATTEMPTS),
         )
         values.update(overrides)
         return cls(**values)
