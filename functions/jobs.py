@@ -179,7 +179,9 @@ def requeue_stale(request):
             job = Job.model_validate(record["job"])
             envelope = Envelope(job_id=record["jobId"], kind=record["kind"], submitted_at=record["submittedAt"],
                                 job=job, callback_url=job.callback_url,
-                                sweep=None if not record.get("sweep") else {**record["sweep"]})
+                                sweep=None if not record.get("sweep") else {**record["sweep"]},
+                                # a study continues from its last checkpoint's segment
+                                continuation=int((record.get("checkpoint") or {}).get("seq") or 0))
         except Exception:  # noqa: BLE001 - a record that no longer validates is left for an operator
             continue
         publisher.publish([envelope])

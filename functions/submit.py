@@ -79,7 +79,8 @@ def submit_legacy(request, simulation_type: str):
             outcome = job_store.store().result(job_id, record)
         except job_store.StoreUnavailable:
             record = {**record, "status": "unknown"}
-    status = 200 if outcome is not None else 202
+    finished = record is not None and record.get("status") in job_store.FINISHED
+    status = 200 if outcome is not None or finished else 202
     return reply(status, legacy.sync_reply(simulation_type, outcome),
                  _job_headers(job_id, record or {"status": "unknown"}))
 

@@ -124,6 +124,8 @@ def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
     claim = _CLAIMS.submit(store.start, envelope, messages.delivery_attempt(event_data))
     try:
         body = _simulate(envelope, attempt, fields, settings, store, claim, record)
+    except job_store.StoreUnavailable:
+        raise  # nothing recorded: Pub/Sub redelivers (not a failed job)
     except Exception as exc:  # noqa: BLE001 - a bug must still end in one outcome
         log.exception("worker error", extra={"fields": {**fields, "stage": "worker"}})
         body = _failed(envelope, attempt, f"internal service error ({type(exc).__name__})")
@@ -275,8 +277,11 @@ def _simulate(envelope, attempt, fields, settings, store, claim=None, record=Non
 
 def _conclude(envelope, target: str, body: dict[str, Any], fields) -> dict[str, Any]:
     """Store the outcome (before anything is sent), then send the callback."""
-    job_store.store().finish(envelope.job_id, body, reuse_key=_reuse_key(envelope),
-                             reused_from=body.get("reusedFrom"))
+    store = job_store.store()
+    existing = store.finish_once(envelope.job_id, body, reuse_key=_reuse_key(envelope),
+                                 reused_from=body.get("reusedFrom"))
+    if existing is not None:  # another delivery stored the outcome first: report that one
+        return _resend(envelope, target, existing, body.get("deliveryAttempt"), fields)
     send_callback(target, body, envelope.job_id, envelope.kind, fields)
     return body
 

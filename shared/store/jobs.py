@@ -222,7 +222,9 @@ class JobStore:
             query = (self.jobs.where(filter=firestore.FieldFilter("status", "==", status))
                      .where(filter=firestore.FieldFilter(field, "<", before)).limit(limit))
             found += [d.to_dict() for d in self._call(lambda q=query: list(q.stream(**self._kw)))]
-        return found
+        # not again before the same time has passed since the last requeue
+        return [r for r in found if (r.get("requeuedAt") or "") < (queued_before if r["status"] == "queued"
+                                                                     else running_before)]
 
     def mark_requeued(self, job_id: str) -> None:
         from google.cloud import firestore
@@ -369,6 +371,17 @@ class JobStore:
                 batch.set(ref, update, merge=True)  # the outcome, with (after) the last chunks
             self._call(batch.commit, **self._kw)
         return update
+
+    def finish_once(self, job_id: str, body: dict[str, Any], reuse_key: Optional[str] = None,
+                    reused_from: Optional[str] = None) -> Optional[dict[str, Any]]:
+        """``finish``, unless another delivery of the job already stored an outcome with a
+        result: then nothing is written and that record is returned (send its result, so
+        that every callback of a job carries the same body)."""
+        record = self.get(job_id)
+        if record is not None and record.get("status") in FINISHED and record.get("result"):
+            return record
+        self.finish(job_id, body, reuse_key=reuse_key, reused_from=reused_from)
+        return None
 
     def record_callback(self, job_id: str, state: str, status: Optional[int] = None,
                         error: Optional[str] = None) -> None:
