@@ -37,7 +37,7 @@ def test_a_study_through_checkpoints_equals_one_direct_pybamm_solve(monkeypatch)
     ref = direct(60, termination=[termination])
     k = len(ref.cycles)
     r, checkpoints = run_in_segments(study(cycles=60, end_of_life={"capacity_Ah": 5.092},
-                                           save_cycles={"every": 10}), budget_s=0.6)
+                                           save_cycles={"every": 10}), budget_s=0.2)  # small enough for >= 3 segments on a fast machine
     assert len(checkpoints) >= 3
     done = [c.cycles_done for c in checkpoints]
     assert done == sorted(set(done)) and 0 < done[0] and done[-1] < k  # progress every segment

@@ -1,5 +1,5 @@
 """End to end (emulators + functions-framework): an ageing study forced through >= 3
-continuations (SEGMENT_BUDGET_S of 2 s) ends in exactly one succeeded callback whose rows
+continuations (SEGMENT_BUDGET_S of 1 s) ends in exactly one succeeded callback whose rows
 equal the uninterrupted in-process run's within 1e-4, and GET /jobs/<id> showed its
 progress while it ran."""
 
@@ -25,7 +25,7 @@ def test_a_study_continued_across_invocations_equals_one_uninterrupted_run(tmp_p
     body = study(cycles=150, save_cycles={"every": 50})
     with Receiver() as receiver:
         with Stack.on_free_ports(job_manager_url=receiver.url, log_dir=tmp_path_factory.mktemp("stack-ageing"),
-                                 extra_env={"SEGMENT_BUDGET_S": 2}) as stack:
+                                 extra_env={"SEGMENT_BUDGET_S": 1}) as stack:
             reply = requests.post(stack.submit_url + "/jobs", data=json.dumps(body),
                                   headers={"Content-Type": "application/json"}, timeout=60)
             assert reply.status_code == 202, reply.text
