@@ -82,41 +82,30 @@ def pulled_job_ids(stack, name: str) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def firestore_emulator():
-    """The official Firestore emulator on a free port (its own process group, stopped
-    with it) for in-process tests of the functions; sets FIRESTORE_EMULATOR_HOST."""
-    import shutil
-    import signal
-    import subprocess
-
-    from local.stack import free_port, wait_for
+def firestore_emulator(tmp_path_factory):
+    """The official Firestore emulator on a free port for in-process tests of the
+    functions (started by the local stack's code: its own process group, and the
+    stack's watchdog stops it even if this test process is killed); sets
+    FIRESTORE_EMULATOR_HOST."""
+    from local.stack import Stack
     from shared.settings import get_settings
     from shared.store import jobs as job_store
 
-    host = f"127.0.0.1:{free_port()}"
-    log = open(REPO / ".stack" / f"firestore-tests-{os.getpid()}.log", "ab") if (REPO / ".stack").is_dir() \
-        else subprocess.DEVNULL
-    proc = subprocess.Popen([shutil.which("gcloud") or "gcloud", "emulators", "firestore", "start",
-                             f"--host-port={host}"], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+    stack = Stack.on_free_ports(log_dir=tmp_path_factory.mktemp("firestore-tests"))
     try:
-        wait_for(f"http://{host}/", 60, proc, "Firestore emulator")
+        stack.start_firestore()
         previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-        os.environ["FIRESTORE_EMULATOR_HOST"] = host
+        os.environ["FIRESTORE_EMULATOR_HOST"] = stack.firestore_host
         get_settings.cache_clear()
         job_store.reset()
-        yield host
+        yield stack.firestore_host
         if previous is None:
             os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
         else:
             os.environ["FIRESTORE_EMULATOR_HOST"] = previous
         job_store.reset()
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait(10)
+        stack.stop()
 
 
 def pytest_collection_modifyitems(items):
