@@ -10,6 +10,7 @@ a ``Job`` too: it is the only thing the worker and the engine ever see.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -70,12 +71,10 @@ class Job(Strict):
     def reuse_key(self) -> str:
         """What makes two jobs the same simulation: every input that reaches the engine,
         and the PyBaMM and service versions (not where the result goes)."""
-        from importlib.metadata import version
-
         from shared import SERVICE_VERSION
 
         inputs = self.model_dump(mode="json", exclude={"callback_url", "reuse"})
-        text = json.dumps([inputs, version("pybamm"), SERVICE_VERSION], sort_keys=True, separators=(",", ":"))
+        text = json.dumps([inputs, _pybamm_version(), SERVICE_VERSION], sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
     @field_validator("parameters")
@@ -105,6 +104,13 @@ class Job(Strict):
         if self.bpx is not None and self.parameter_set not in (None, "Chen2020"):
             raise ValueError("give either parameter_set or bpx, not both")
         return self
+
+
+@functools.lru_cache(maxsize=1)
+def _pybamm_version() -> str:
+    from importlib.metadata import version
+
+    return version("pybamm")
 
 
 def error_list(exc) -> list[dict[str, str]]:

@@ -125,7 +125,7 @@ class JobStore:
         ref = self.jobs.document(envelope.job_id)
         try:
             self._call(ref.create, self.new_record(envelope, reuse_key), **self._kw)
-        except (gexc.AlreadyExists, gexc.Conflict):
+        except gexc.AlreadyExists:
             raise AlreadyExists(self.get(envelope.job_id) or {"jobId": envelope.job_id})
 
     def create_sweep(self, sweep_id: str, envelopes: list, reuse_keys: Optional[list] = None,
@@ -162,8 +162,7 @@ class JobStore:
         if record is None or not record.get("result"):
             return None
         info = record["result"]
-        source = info.get("jobId", job_id)  # a reused result lives with the job it came from
-        chunks = self.jobs.document(source).collection("chunks")
+        chunks = self.jobs.document(job_id).collection("chunks")
         parts = []
         for k in range(info["chunks"]):
             snap = self._call(chunks.document(f"{k:05d}").get, **self._kw)
@@ -355,7 +354,7 @@ class JobStore:
         update = {
             "status": body.get("status", "failed"),
             "finishedAt": body.get("jobFinished") or now_iso(),
-            "result": {"chunks": len(parts), "bytes": len(raw), "jobId": job_id},
+            "result": {"chunks": len(parts), "bytes": len(raw)},
             "reusedFrom": reused_from,
             **{k: body.get(k) for k in SUMMARY_FIELDS},
         }

@@ -46,8 +46,8 @@ from pydantic import Field, PrivateAttr, model_validator
 from shared.contract.limits import LIMITS, Strict
 from shared.engine import checkpoint
 from shared.engine.errors import SimulationError, short
-from shared.engine.protocols.base import SAME, Protocol, Timeline
-from shared.engine.protocols.experiment import check_step_currents, sample_period
+from shared.engine.protocols.base import Protocol, Timeline
+from shared.engine.protocols.experiment import check_step_currents, period_errors, round_up, sample_period
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -172,14 +172,7 @@ class Ageing(Protocol):
 
     def _period_errors(self, steps) -> list[dict[str, str]]:
         minimum = _minimum_period_s(steps)
-        errors = []
-        if self.period_s is not None and self.period_s < minimum * (1 - SAME):
-            errors.append({"field": "protocol.period_s", "error": _period_error(self.period_s, minimum, steps)})
-        for k, step in enumerate(steps):
-            if step.period is not None and step.period < minimum * (1 - SAME):
-                errors.append({"field": f"protocol.steps.{k}",
-                               "error": "its period: " + _period_error(step.period, minimum, steps)})
-        return errors
+        return period_errors(self.period_s, steps, minimum, lambda p: _period_error(p, minimum, steps))
 
     # -- planning -------------------------------------------------------------
     def cache_shape(self) -> dict[str, Any]:
@@ -283,17 +276,10 @@ def _minimum_period_s(steps) -> float:
 
 def _period_error(period: float, minimum: float, steps) -> str:
     longest = _cycle_duration_s(steps)
-    return (f"{period:g} s is below this study's minimum output period of {_up(minimum):g} s: one cycle may "
+    return (f"{period:g} s is below this study's minimum output period of {round_up(minimum):g} s: one cycle may "
             f"run {longest:g} s ({longest / 3600:.3g} h: its steps' durations, 'until' steps at PyBaMM's "
             f"default) and returns at most {LIMITS['max_output_points']} points (max_output_points); ask for "
             "a longer period, or bound the 'until' steps ('Hold at 4.2 V for 2 hours or until C/50')")
-
-
-def _up(x: float) -> float:
-    if x <= 0:
-        return x
-    scale = 10 ** (math.floor(math.log10(x)) - 3)
-    return math.ceil(x / scale * (1 - SAME)) * scale
 
 
 # -- running ------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def minimum_period_s(steps) -> float:
 
 def _period_error(period: float, minimum: float, steps) -> str:
     longest = possible_duration_s(steps)
-    return (f"{period:g} s is below this experiment's minimum output period of {_up(minimum):g} s: "
+    return (f"{period:g} s is below this experiment's minimum output period of {round_up(minimum):g} s: "
             f"it may run {longest:g} s ({longest / 3600:.3g} h: its steps' durations, 'until' steps at "
             f"PyBaMM's default, capped at max_duration_s) and returns at most "
             f"{LIMITS['max_output_points']} points (max_output_points); ask for a longer period, or bound "
@@ -83,6 +83,18 @@ def check_step_currents(steps, static) -> None:
                 f"{lower:g} V cut-off; the limit is {LIMITS['max_current_A']:g} A")
 
 
+def period_errors(period_s: Optional[float], steps, minimum: float, explain) -> list[dict[str, str]]:
+    """``protocol.period_s`` and each step's own period below ``minimum``, as 400 errors
+    (``explain(period)`` says why)."""
+    errors = []
+    if period_s is not None and period_s < minimum * (1 - SAME):
+        errors.append({"field": "protocol.period_s", "error": explain(period_s)})
+    for k, step in enumerate(steps):
+        if step.period is not None and step.period < minimum * (1 - SAME):
+            errors.append({"field": f"protocol.steps.{k}", "error": "its period: " + explain(step.period)})
+    return errors
+
+
 def sample_period(job, own_period: Optional[float], minimum: float, notes: list[str], span: str,
                   what: str) -> tuple[Optional[float], Optional[float]]:
     """(period asked for, period PyBaMM samples at). PyBaMM samples at the protocol's
@@ -91,16 +103,16 @@ def sample_period(job, own_period: Optional[float], minimum: float, notes: list[
     asked = job.outputs.period_s if job.outputs.period_s is not None else own_period
     period = own_period if own_period is not None else job.outputs.period_s
     if period is not None and period < minimum * (1 - SAME):  # only outputs.period_s gets here
-        notes.append(f"output period coarsened from {period:g} s to {_up(minimum):g} s: at most "
+        notes.append(f"output period coarsened from {period:g} s to {round_up(minimum):g} s: at most "
                      f"{LIMITS['max_output_points']} points (max_output_points) over {span}")
-        period = _up(minimum)
+        period = round_up(minimum)
     elif asked is not None and period is not None and asked < period * (1 - SAME):
         notes.append(f"output period coarsened from {asked:g} s (outputs.period_s) to {period:g} s: "
                      f"{what} samples at protocol.period_s")
     return asked, period
 
 
-def _up(x: float) -> float:
+def round_up(x: float) -> float:
     """``x`` rounded up to 4 significant digits (a period that certainly keeps the limit)."""
     if x <= 0:
         return x
@@ -164,14 +176,8 @@ class Experiment(Protocol):
     def _period_errors(self, all_steps) -> list[dict[str, str]]:
         """``protocol.period_s`` and the steps' own periods against the minimum."""
         minimum = minimum_period_s(all_steps)
-        errors = []
-        if self.period_s is not None and self.period_s < minimum * (1 - SAME):
-            errors.append({"field": "protocol.period_s", "error": _period_error(self.period_s, minimum, all_steps)})
-        for k, step in enumerate(all_steps[:len(self.steps)]):
-            if step.period is not None and step.period < minimum * (1 - SAME):
-                errors.append({"field": f"protocol.steps.{k}",
-                               "error": "its period: " + _period_error(step.period, minimum, all_steps)})
-        return errors
+        return period_errors(self.period_s, all_steps[:len(self.steps)], minimum,
+                             lambda p: _period_error(p, minimum, all_steps))
 
     # -- planning -------------------------------------------------------------
     def cache_shape(self) -> dict[str, Any]:
