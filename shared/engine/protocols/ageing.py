@@ -140,6 +140,7 @@ class Ageing(Protocol):
     _summary_only: bool = PrivateAttr(default=False)
     _variables: list = PrivateAttr(default_factory=list)
     _deadline: Optional[float] = PrivateAttr(default=None)
+    _hard_deadline: Optional[float] = PrivateAttr(default=None)
     _budget_s: Optional[float] = PrivateAttr(default=None)
     _job: Any = PrivateAttr(default=None)  # for failure messages that name the inputs
     _segment: Any = PrivateAttr(default=None)  # a ``checkpoint.Segment`` (set by the engine), or None
@@ -203,10 +204,15 @@ class Ageing(Protocol):
         budget = float(get_settings().job_time_budget_s)
         self._budget_s = budget
         usable = budget - max(MARGIN_S, MARGIN_FRACTION * budget)
+        now = time.monotonic()
+        # the invocation's wall time: the study stops there, between cycles if it must
+        self._hard_deadline = now + usable
+        # a segment's own budget: it ends only between chunks, where the state it hands on
+        # is exactly the one the next chunk starts from (a stop within a chunk drifts ~1e-4)
         segment = self._segment
         if segment is not None and segment.budget_s is not None:
             usable = min(usable, float(segment.budget_s))
-        self._deadline = time.monotonic() + usable
+        self._deadline = now + usable
         return Timeline()
 
     # -- solving --------------------------------------------------------------
@@ -464,9 +470,12 @@ class _Recorder:
         if not self._wrapped:
             self._wrap()
         now = time.monotonic()
-        deadline = self.p._deadline
+        segment = self.p._segment
+        # a segment that continues ends between chunks (see _chunk_does_not_fit); within a
+        # chunk only at the invocation's wall time. The last one ends at its own budget.
+        continues = segment is not None and segment.may_continue
+        deadline = self.p._hard_deadline if continues else self.p._deadline
         if self._segment_cycles and deadline is not None and now + 1.5 * self._cycle_wall > deadline:
-            segment = self.p._segment
             if segment is not None and segment.may_continue and self._cycle_end_solution is not None:
                 self.end = "segment"  # a checkpoint; the termination is the last cycle's
             else:
