@@ -18,15 +18,22 @@ from typing import Annotated, Any, Literal, Optional
 
 from pydantic import Field, field_validator, model_validator
 
+from shared.contract.ecm import EcmCell
 from shared.contract.limits import LIMITS, VOLTAGE_RANGE_V, Strict
+from shared.contract.pack import Pack
 from shared.engine.protocols import TYPES as PROTOCOL_TYPES
 from shared.engine.protocols import AnyProtocol
 
 DEFAULT_OUTPUTS = ["Time [s]", "Voltage [V]", "Current [A]", "Discharge capacity [A.h]"]
 
 
+# Lithium-ion physics-based models (pybamm.lithium_ion), the equivalent-circuit model
+# (pybamm.equivalent_circuit.Thevenin) and the sodium-ion DFN (pybamm.sodium_ion.BasicDFN).
+MODEL_NAMES = ("SPM", "SPMe", "DFN", "Thevenin", "sodium_ion.BasicDFN")
+
+
 class ModelSpec(Strict):
-    name: Literal["SPM", "SPMe", "DFN"] = "DFN"
+    name: Literal[MODEL_NAMES] = "DFN"
     options: dict[str, str] = Field(
         default_factory=dict,
         description='PyBaMM model options, e.g. {"thermal": "lumped"}',
@@ -61,6 +68,11 @@ class Job(Strict):
         description="overrides: exact PyBaMM parameter names (with units) to numbers",
         max_length=100,
     )
+    ecm_cell: Optional[EcmCell] = Field(
+        default=None, description="model Thevenin only: the user's own cell as tables against SOC "
+                                  "(an HPPC fit), replacing parameter_set")
+    pack: Optional[Pack] = Field(
+        default=None, description="a battery of identical cells in series and parallel")
     protocol: AnyProtocol
     conditions: Conditions = Field(default_factory=Conditions)
     outputs: Outputs = Field(default_factory=Outputs)

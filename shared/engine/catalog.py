@@ -258,5 +258,12 @@ def catalog() -> dict[str, Any]:
         "default_outputs": DEFAULT_OUTPUTS,
         "output_variables": variables,
         "limits": LIMITS,
+        "kinds": _other_kinds(),
         "pybamm_version": pybamm.__version__,
     }
+
+
+def _other_kinds() -> dict[str, Any]:
+    from shared.engine import kinds
+
+    return kinds.described()

@@ -87,6 +87,11 @@ def check(job) -> list[dict[str, str]]:
     return kind_of(job).check(job)
 
 
+def described() -> dict[str, Any]:
+    """The catalog entries of every kind but the cell (whose entry is the catalog's body)."""
+    return {kind.name: kind.describe() for kind in KINDS if kind.name != Cell.name}
+
+
 def check_values(job) -> list[dict[str, str]]:
     return kind_of(job).check_values(job)
 
