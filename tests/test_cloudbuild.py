@@ -592,7 +592,9 @@ def test_build_timeout_leaves_room_for_install_tests_and_deploys():
 # \x1f) to $FAKE_GCLOUD_LOG and answers like a project in which
 #   FAKE_DB_TYPE      the database exists in this mode (empty: it does not exist),
 #   FAKE_TTL_SET      expireAt already is each collection group's TTL field (if non-empty),
-#   FAKE_INDEX_ERRORS a file: each line is the error of the next index create (then: success).
+#   FAKE_INDEX_ERRORS a file: each line is the error of the next index create (then: success),
+#   FAKE_SCHEDULER_JOB the requeue Cloud Scheduler job exists (if non-empty);
+# a function's URL is https://fn.example.run.app and a secret's value fake-secret-value.
 # With FAKE_GCLOUD_REAL set to a file it also runs the real gcloud and appends its output.
 FAKE_GCLOUD = r"""
 gcloud() {
@@ -606,6 +608,12 @@ gcloud() {
   fi
   for arg in "$@"; do [[ "$arg" == --collection-group=* ]] && group="${arg#*=}"; done
   case "$1 $2 $3 ${4:-}" in
+    "functions describe "*)
+      echo "https://fn.example.run.app" ;;
+    "scheduler jobs describe "*)
+      if [[ -z "${FAKE_SCHEDULER_JOB:-}" ]]; then echo "NOT_FOUND: job does not exist" >&2; return 1; fi ;;
+    "secrets versions access "*)
+      echo "fake-secret-value" ;;
     "firestore databases describe "*)
       if [[ -z "${FAKE_DB_TYPE:-}" ]]; then echo "NOT_FOUND: database does not exist" >&2; return 1; fi
       echo "$FAKE_DB_TYPE" ;;
@@ -652,7 +660,7 @@ def substitution_values(**overrides: str) -> dict[str, str]:
 def run_step_with_fake_gcloud(step: dict, tmp_path: Path, values: dict[str, str], *,
                               env: dict[str, str] | None = None, db_type: str = "",
                               ttl_set: bool = False, index_errors: tuple[str, ...] = (),
-                              real_gcloud_log: Path | None = None):
+                              scheduler_job: bool = False, real_gcloud_log: Path | None = None):
     """Run a step's script as Cloud Build would, with the fake gcloud; (result, calls)."""
     log = tmp_path / "gcloud-calls.log"
     log.write_text("")
@@ -663,7 +671,8 @@ def run_step_with_fake_gcloud(step: dict, tmp_path: Path, values: dict[str, str]
         name, _, value = with_substitutions(item, values).partition("=")
         run_env[name] = value
     run_env.update(FAKE_GCLOUD_LOG=str(log), FAKE_DB_TYPE=db_type, FAKE_TTL_SET="1" if ttl_set else "",
-                   FAKE_INDEX_ERRORS=str(errors), FAKE_GCLOUD_REAL=str(real_gcloud_log or ""))
+                   FAKE_INDEX_ERRORS=str(errors), FAKE_GCLOUD_REAL=str(real_gcloud_log or ""),
+                   FAKE_SCHEDULER_JOB="1" if scheduler_job else "")
     script = FAKE_GCLOUD + with_substitutions(step_script(step), values)
     try:
         result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=run_env,
@@ -910,6 +919,74 @@ def test_gcloud_accepts_the_firestore_commands_offline(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     outputs = real_log.read_text().split(">>> gcloud ")[1:]
     assert len(outputs) == len(calls) >= 10
+    for output in outputs:
+        assert "<<< rc=0" not in output, output
+        assert not GCLOUD_FLAG_ERROR.search(output), f"gcloud rejected a flag:\n{output}"
+        assert NO_ACCOUNT.search(output), f"expected an account error, got:\n{output}"
+
+
+# --------------------------------------------------------------------------
+# The requeue schedule (Cloud Scheduler -> POST /maintenance/requeue)
+# --------------------------------------------------------------------------
+def requeue_step() -> dict:
+    (step,) = [s for s in load_config()["steps"] if s["id"] == "requeue-schedule"]
+    return step
+
+
+def test_requeue_schedule_runs_after_the_submit_deploy():
+    steps = load_config()["steps"]
+    index = next(i for i, s in enumerate(steps) if s["id"] == "requeue-schedule")
+    assert "deploy-submit" in step_prerequisites(steps, index)
+
+
+def test_requeue_schedule_is_created_to_post_to_the_submit_functions_requeue_route(tmp_path):
+    values = substitution_values()
+    result, calls = run_step_with_fake_gcloud(requeue_step(), tmp_path, values)
+    assert result.returncode == 0, result.stdout + result.stderr
+    account = with_substitutions(RUNTIME_DEFAULT_SA, values)
+    (invoker,) = calls_of(calls, "functions", "add-invoker-policy-binding")
+    assert invoker[0] == values["_SUBMIT_FUNCTION"] and f"--member=serviceAccount:{account}" in invoker
+    (create,) = calls_of(calls, "scheduler", "jobs", "create", "http")
+    flags = flags_of(create)
+    assert flags["--uri"] == "https://fn.example.run.app/maintenance/requeue"
+    assert flags["--http-method"] == "POST"
+    assert flags["--schedule"] == values["_REQUEUE_SCHEDULE"]
+    assert flags["--oidc-service-account-email"] == account
+    assert flags["--oidc-token-audience"] == "https://fn.example.run.app"
+    assert not any(a.startswith("--headers") for a in create)  # no API key configured: none sent
+    assert not calls_of(calls, "scheduler", "jobs", "update", "http")
+
+
+def test_requeue_schedule_update_without_an_api_key_clears_an_old_one(tmp_path):
+    result, calls = run_step_with_fake_gcloud(requeue_step(), tmp_path, substitution_values(), scheduler_job=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (update,) = calls_of(calls, "scheduler", "jobs", "update", "http")
+    assert "--clear-headers" in update and not calls_of(calls, "secrets", "versions", "access")
+
+
+def test_requeue_schedule_updates_an_existing_job_and_sends_the_api_key(tmp_path):
+    values = substitution_values(_API_KEY_SECRET="battery-sim-api-key", _SCHEDULER_SERVICE_ACCOUNT="cron@p.iam.gserviceaccount.com")
+    result, calls = run_step_with_fake_gcloud(requeue_step(), tmp_path, values, scheduler_job=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not calls_of(calls, "scheduler", "jobs", "create", "http")
+    (update,) = calls_of(calls, "scheduler", "jobs", "update", "http")
+    # the key replaces the header (gcloud takes --clear-headers or --update-headers, not both)
+    assert "--update-headers=X-API-Key=fake-secret-value" in update and "--clear-headers" not in update
+    assert flags_of(update)["--oidc-service-account-email"] == "cron@p.iam.gserviceaccount.com"
+    (access,) = calls_of(calls, "secrets", "versions", "access")
+    assert "--secret=battery-sim-api-key" in access
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_gcloud_accepts_the_requeue_schedule_commands_offline(tmp_path, existing):
+    real_log = tmp_path / "gcloud-output.log"
+    env = offline_gcloud_env(tmp_path / "gcloud-config")
+    values = substitution_values(_API_KEY_SECRET="battery-sim-api-key")
+    result, calls = run_step_with_fake_gcloud(requeue_step(), tmp_path, values, env=env,
+                                              scheduler_job=existing, real_gcloud_log=real_log)
+    assert result.returncode == 0, result.stdout + result.stderr
+    outputs = real_log.read_text().split(">>> gcloud ")[1:]
+    assert len(outputs) == len(calls) >= 5
     for output in outputs:
         assert "<<< rc=0" not in output, output
         assert not GCLOUD_FLAG_ERROR.search(output), f"gcloud rejected a flag:\n{output}"
