@@ -41,8 +41,11 @@ def handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
             log.info("dead letter of a job already reported", extra={"fields": fields})
             return {}
         body = store.result(envelope.job_id, record)
-        if body is None:
-            return {}
+        if body is None:  # cancelled while queued: its outcome has no body yet; give it one
+            body = callback.body_for(envelope, record.get("startedAt"), record.get("finishedAt") or worker._now(),
+                                     None, error=record.get("error") or "cancelled before it started",
+                                     status=record["status"])
+            store.finish(envelope.job_id, body)
         log.warning("last callback attempt for a dead-lettered job", extra={"fields": fields})
     else:
         if record is None:  # published straight to the topic, never recorded

@@ -76,6 +76,26 @@ def test_a_result_whose_callback_never_landed_gets_one_last_attempt(job_manager)
     assert record["status"] == "succeeded" and record["callback"]["state"] == "delivered"
 
 
+def test_a_job_cancelled_while_queued_is_reported_cancelled_once(job_manager):
+    # cancelled while its message waited: the outcome has no body; the dead letter gives it
+    # one and reports it (the receiver must learn the job ended)
+    store = job_store.store()
+    env = new_envelope()
+    store.create(env)
+    store.cancel(env.job_id)
+
+    body = dead_letters.handle(dead_letter(env))
+
+    assert body["status"] == "cancelled" and body["result"] == []
+    received = job_manager.wait_for([env.job_id], 10)[env.job_id]
+    assert received["status"] == "cancelled"
+    record = store.get(env.job_id)
+    assert record["status"] == "cancelled" and record["callback"]["state"] == "delivered"
+    assert store.result(env.job_id, record)["status"] == "cancelled"
+    dead_letters.handle(dead_letter(env))
+    assert job_manager.statuses[env.job_id] == ["cancelled"]
+
+
 def test_a_job_already_reported_is_left_alone(job_manager):
     store = job_store.store()
     env = new_envelope()
