@@ -190,11 +190,10 @@ def _accept(envelopes: list[Envelope], sweep_id: Optional[str] = None, request: 
     (503, nothing published)."""
     from shared.delivery import messages
 
-    for e in envelopes:  # size-check every message before anything is recorded
-        try:
-            messages.encode(e)
-        except MessageTooLarge as exc:
-            raise BadRequest([{"field": "body", "error": str(exc)}], status=413)
+    try:  # encode (and size-check) every message before anything is recorded
+        encoded = [messages.encode(e) for e in envelopes]
+    except MessageTooLarge as exc:
+        raise BadRequest([{"field": "body", "error": str(exc)}], status=413)
     store = job_store.store()
     if sweep_id is None:
         for e in envelopes:
@@ -202,7 +201,7 @@ def _accept(envelopes: list[Envelope], sweep_id: Optional[str] = None, request: 
     else:
         store.create_sweep(sweep_id, envelopes, request=request)
     try:
-        publisher.publish(envelopes)
+        publisher.publish_encoded(encoded)
     except BaseException as exc:
         try:  # not queued: not accepted
             store.delete([e.job_id for e in envelopes])

@@ -27,20 +27,19 @@ NATIVE_JOB = {"model": {"name": "SPM"}, "protocol": {"type": "constant_current",
 
 
 class Recorder:
-    """Stands in for ``shared.delivery.publisher.publish``: keeps every envelope."""
+    """Stands in for ``shared.delivery.publisher.publish_encoded`` (no Pub/Sub emulator in
+    these in-process tests): keeps every envelope its messages carry."""
 
     def __init__(self, fail_with: Exception | None = None):
         self.envelopes: list[Envelope] = []
         self.calls = 0
         self.fail_with = fail_with
 
-    def __call__(self, envelopes):
+    def __call__(self, encoded):
         self.calls += 1
-        envelopes = list(envelopes)
         if self.fail_with is not None:
             raise self.fail_with
-        for envelope in envelopes:
-            messages.encode(envelope)  # what the real publisher does first: each must be publishable
+        envelopes = [Envelope.model_validate_json(data) for data, _ in encoded]
         self.envelopes.extend(envelopes)
         return [f"message-{len(self.envelopes) - len(envelopes) + k}" for k in range(len(envelopes))]
 
@@ -64,7 +63,7 @@ def settings(monkeypatch):
 @pytest.fixture
 def published(monkeypatch) -> Recorder:
     recorder = Recorder()
-    monkeypatch.setattr(shared.delivery.publisher, "publish", recorder)
+    monkeypatch.setattr(shared.delivery.publisher, "publish_encoded", recorder)
     return recorder
 
 
@@ -383,7 +382,7 @@ def test_a_sweep_base_may_not_carry_an_id(published):
 
 def test_a_sweep_too_large_to_publish_is_413(monkeypatch, firestore_emulator):
     recorder = Recorder(fail_with=MessageTooLarge("the job is 300000 bytes once encoded; the limit is 262144 bytes"))
-    monkeypatch.setattr(shared.delivery.publisher, "publish", recorder)
+    monkeypatch.setattr(shared.delivery.publisher, "publish_encoded", recorder)
 
     status, reply, _ = call("POST", "/sweeps", {"base": NATIVE_JOB, "vary": {"protocol.c_rate": [0.5, 1]}})
 
@@ -410,7 +409,7 @@ def test_a_real_oversized_job_is_413_before_anything_is_sent(monkeypatch):
 
 def test_a_publish_failure_is_503_in_json_without_details(monkeypatch, firestore_emulator):
     recorder = Recorder(fail_with=RuntimeError("pubsub exploded at 10.0.0.7"))
-    monkeypatch.setattr(shared.delivery.publisher, "publish", recorder)
+    monkeypatch.setattr(shared.delivery.publisher, "publish_encoded", recorder)
 
     status, reply, _ = call("POST", "/sweeps", {"base": NATIVE_JOB, "vary": {"protocol.c_rate": [0.5, 1]}})
 

@@ -25,9 +25,13 @@ def _publisher():
 
 def publish(envelopes: Iterable[Envelope]) -> list[str]:
     """Publish one message per job; wait for every one; return their message ids."""
-    settings = get_settings()
     # encode (and size-check) every message first: a sweep is published whole or not at all
-    encoded = [encode(envelope) for envelope in envelopes]
+    return publish_encoded([encode(envelope) for envelope in envelopes])
+
+
+def publish_encoded(encoded: list[tuple[bytes, dict[str, str]]]) -> list[str]:
+    """Publish messages already encoded (``messages.encode``); wait for every one."""
+    settings = get_settings()
     client = _publisher()
     futures = [client.publish(settings.topic_path, data, **attributes) for data, attributes in encoded]
     return [f.result(timeout=settings.publish_timeout_s) for f in futures]
