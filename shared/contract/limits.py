@@ -40,6 +40,9 @@ LIMITS = {
     # wall time in all
     "max_continuations": 100,
     "max_study_wall_s": 24 * 3600.0,
+    # packs of identical cells (job field "pack"): cells in series and in parallel
+    "max_pack_series": 1000,
+    "max_pack_parallel": 1000,
 }
 
 VOLTAGE_RANGE_V = (0.5, 5.5)

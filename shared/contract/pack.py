@@ -1,12 +1,49 @@
-"""A battery pack: cells in series and in parallel."""
+"""A battery pack: identical cells, ``series`` in series and ``parallel`` in parallel.
+
+What is per pack and what per cell (``shared.engine.pack`` turns the pack's job into
+one cell's):
+
+* the protocol is the pack's: currents [A] (constant current, experiment steps,
+  drive cycles), powers [W], voltages [V] in experiment steps, and C-rates (of the
+  pack's capacity, ``parallel`` x the cell's: the same C-rate for each cell);
+* ``upper_voltage_V`` / ``lower_voltage_V`` are the pack's voltage limits (each cell's
+  cut-off is the pack's over ``series``);
+* ``parameters`` are one cell's, as PyBaMM names them ("Nominal cell capacity [A.h]",
+  "Lower voltage cut-off [V]", ...).
+"""
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Optional
 
-from shared.contract.limits import Strict
+from pydantic import Field, model_validator
+
+from shared.contract.limits import LIMITS, VOLTAGE_RANGE_V, Strict, finite
 
 
 class Pack(Strict):
-    series: int = Field(default=1, ge=1, description="cells in series (Ns)")
-    parallel: int = Field(default=1, ge=1, description="cells in parallel (Np)")
+    series: int = Field(default=1, ge=1, le=LIMITS["max_pack_series"],
+                        description="cells in series (Ns): PyBaMM's 'Number of cells connected in series "
+                                    "to make a battery'")
+    parallel: int = Field(default=1, ge=1, le=LIMITS["max_pack_parallel"],
+                          description="cells in parallel (Np): each carries the pack current over Np")
+    upper_voltage_V: Optional[float] = Field(
+        default=None, description="the pack's upper voltage limit (each cell's 'Upper voltage cut-off [V]' "
+                                  "is this over series); default: series x the cell's")
+    lower_voltage_V: Optional[float] = Field(
+        default=None, description="the pack's lower voltage limit (each cell's 'Lower voltage cut-off [V]' "
+                                  "is this over series); default: series x the cell's")
+
+    @model_validator(mode="after")
+    def _voltages(self):
+        lo, hi = VOLTAGE_RANGE_V[0] * self.series, VOLTAGE_RANGE_V[1] * self.series
+        for name in ("upper_voltage_V", "lower_voltage_V"):
+            v = finite(getattr(self, name), name)
+            if v is not None and not (lo <= v <= hi):
+                raise ValueError(f"{name} = {v:g} V is outside {lo:g}-{hi:g} V "
+                                 f"(series x {VOLTAGE_RANGE_V[0]:g}-{VOLTAGE_RANGE_V[1]:g} V per cell)")
+        if self.upper_voltage_V is not None and self.lower_voltage_V is not None \
+                and self.lower_voltage_V >= self.upper_voltage_V:
+            raise ValueError(f"lower_voltage_V ({self.lower_voltage_V:g} V) must be below "
+                             f"upper_voltage_V ({self.upper_voltage_V:g} V)")
+        return self

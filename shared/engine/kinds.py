@@ -73,7 +73,9 @@ class Cell(Kind):
         return catalog.catalog()
 
 
-KINDS: tuple[Kind, ...] = (Cell(),)
+from shared.engine.pack import Battery  # noqa: E402 - needs Kind above
+
+KINDS: tuple[Kind, ...] = (Battery(), Cell(),)
 
 
 def kind_of(job) -> Kind:
