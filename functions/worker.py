@@ -15,7 +15,10 @@ stays in the store, and the record says ``rejected``.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -123,7 +126,7 @@ def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
     # If it says the job was cancelled or finished meanwhile, the solve is stopped.
     claim = _CLAIMS.submit(store.start, envelope, messages.delivery_attempt(event_data))
     try:
-        body = _simulate(envelope, attempt, fields, settings, store, claim, record)
+        body = _simulate(envelope, attempt, fields, settings, store, claim, record, target)
     except job_store.StoreUnavailable:
         raise  # nothing recorded: Pub/Sub redelivers (not a failed job)
     except Exception as exc:  # noqa: BLE001 - a bug must still end in one outcome
@@ -201,6 +204,99 @@ def _segment_for(envelope, record, settings, store):
     return segment
 
 
+def _progress_of(envelope, record, rows: list, wall_s: Optional[float], eta_s: Optional[float]) -> dict[str, Any]:
+    """The ``progress`` shown by GET /jobs/<id> (and carried by progress callbacks)."""
+    last = rows[-1] if rows else {}
+    return {"cyclesDone": len(rows), "cyclesPlanned": envelope.job.protocol.cycles,
+            "latestCapacityAh": last.get("Capacity [A.h]"),
+            "continuations": int((record.get("checkpoint") or {}).get("seq") or 0),
+            "etaSeconds": eta_s, "wallSeconds": wall_s, "updatedAt": _now()}
+
+
+class _Progress:
+    """Progress callbacks of an ageing study that asked for them (``progress_every_cycles``).
+
+    The solver process appends each cycle's row to a file (``Segment.progress_path``);
+    ``poll`` (called by the parent every fraction of a second while it waits) reads the new
+    lines and, every N cycles, hands a ``running`` body with the rows so far to one sender
+    thread, which POSTs it once and records ``progress`` in the store. One in flight at a
+    time: a send still running when the next is due delays it (the next carries more rows).
+    ``close`` waits for the one in flight, so no progress callback follows the outcome's
+    from this delivery. Nothing here raises into the study."""
+
+    def __init__(self, envelope, target: str, started: Optional[str], attempt, record, every: int):
+        fd, self.path = tempfile.mkstemp(prefix="ageing-progress-", suffix=".jsonl")
+        os.close(fd)
+        self.envelope, self.target, self.started, self.attempt = envelope, target, started, attempt
+        self.record, self.every = record, every
+        self.rows: list[dict[str, Any]] = []
+        self._offset, self._buffer = 0, b""
+        self._mark: Optional[int] = None  # rows // every at the last send (or at the restored rows)
+        self._t0 = time.monotonic()
+        self._wall_before = float((record.get("progress") or {}).get("wallSeconds") or 0)
+        self._resumed = bool(int((record.get("checkpoint") or {}).get("seq") or 0))
+        self._segment_start: Optional[int] = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="progress")
+        self._inflight = None
+        self.sent = 0
+
+    def poll(self) -> None:
+        try:
+            self._read()
+            if self._mark is None or self._inflight is not None and not self._inflight.done():
+                return
+            done, planned = len(self.rows), self.envelope.job.protocol.cycles
+            if done // self.every > self._mark and done < planned:
+                self._mark = done // self.every
+                self._inflight = self._pool.submit(self._send, list(self.rows), self._progress())
+        except Exception:  # noqa: BLE001 - progress is best effort
+            log.warning("progress not read", exc_info=True)
+
+    def _read(self) -> None:
+        with open(self.path, "rb") as f:
+            f.seek(self._offset)
+            data = f.read()
+        if not data:
+            return
+        self._offset += len(data)
+        lines = (self._buffer + data).split(b"\n")
+        self._buffer = lines.pop()  # an incomplete last line waits for the next read
+        for line in lines:
+            if line:
+                self.rows.extend(json.loads(line))
+                if self._mark is None:  # the first line: a resumed segment's restored rows, or cycle 1
+                    self._segment_start = len(self.rows) if self._resumed else 0
+                    self._mark = self._segment_start // self.every
+
+    def _progress(self) -> dict[str, Any]:
+        wall = time.monotonic() - self._t0
+        ran = len(self.rows) - (self._segment_start or 0)
+        eta = None
+        if ran > 0:
+            eta = round(max(0, self.envelope.job.protocol.cycles - len(self.rows)) * wall / ran, 1)
+        return _progress_of(self.envelope, self.record, self.rows, round(self._wall_before + wall, 3), eta)
+
+    def _send(self, rows, progress) -> None:
+        body = callback.progress_body(self.envelope, self.started, self.attempt, rows, progress)
+        status = callback.deliver_progress(self.target, body, self.envelope.job_id)
+        self.sent += status is not None and 200 <= status < 300
+        try:
+            job_store.store().record_progress(self.envelope.job_id, progress)
+        except job_store.StoreUnavailable:
+            pass
+        log.info("progress callback", extra={"fields": {
+            "jobId": self.envelope.job_id, "stage": "progress", "cyclesDone": progress["cyclesDone"],
+            "status": status}})
+
+    def close(self) -> None:
+        """Wait for the send in flight (bounded by its time-outs); no more after this."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
 def _reuse_key(envelope) -> str:
     """Identical jobs of the same kind (a legacy job's result has another shape)."""
     return f"{envelope.kind}:{envelope.job.reuse_key()}"
@@ -210,7 +306,7 @@ def _failed(envelope, attempt, error: str) -> dict[str, Any]:
     return callback.body_for(envelope, _now(), _now(), attempt, error=error)
 
 
-def _simulate(envelope, attempt, fields, settings, store, claim=None, record=None):
+def _simulate(envelope, attempt, fields, settings, store, claim=None, record=None, target=None):
     """Run the job (or reuse an identical one's result); the callback body, or the
     ``Checkpoint`` of an ageing study's segment that ran out of time."""
     job = envelope.job
@@ -253,8 +349,18 @@ def _simulate(envelope, attempt, fields, settings, store, claim=None, record=Non
         except job_store.StoreUnavailable:
             return False
 
+    progress = None
+    if segment is not None and target is not None and getattr(job.protocol, "progress_every_cycles", None):
+        progress = _Progress(envelope, target, started, attempt, record, job.protocol.progress_every_cycles)
+        segment.progress_path = progress.path
+
+    def should_stop() -> bool:
+        if progress is not None:
+            progress.poll()
+        return cancelled()
+
     try:
-        result = solver().run(job, settings.job_time_budget_s, should_stop=cancelled, segment=segment)
+        result = solver().run(job, settings.job_time_budget_s, should_stop=should_stop, segment=segment)
     except Cancelled:
         log.info("simulation cancelled", extra={"fields": {**fields, "stage": "simulate"}})
         return callback.body_for(envelope, started, _now(), attempt, error="cancelled while running",
@@ -263,8 +369,18 @@ def _simulate(envelope, attempt, fields, settings, store, claim=None, record=Non
         log.warning("simulation failed", extra={"fields": {
             **fields, "stage": "simulate", "elapsed_s": round(time.perf_counter() - t0, 4), "error": str(exc)}})
         return callback.body_for(envelope, started, _now(), attempt, error=str(exc))
+    finally:
+        if progress is not None:
+            progress.close()
     if isinstance(result, Checkpoint):
         return result
+    if segment is not None:  # the study's last segment: its progress, as the checkpoints record it
+        rows = result.get("cycles") or []
+        wall = float((record.get("progress") or {}).get("wallSeconds") or 0) + time.perf_counter() - t0
+        try:
+            store.record_progress(envelope.job_id, _progress_of(envelope, record, rows, round(wall, 3), 0.0))
+        except job_store.StoreUnavailable:
+            pass  # the outcome matters, not this view
     body = callback.body_for(envelope, started, _now(), attempt, result=result)
     if segment is not None and segment.stop_reason and not result.get("completed"):
         body.update(status="failed", error=f"{segment.stop_reason}; the {len(result.get('cycles') or [])} "

@@ -260,11 +260,20 @@ def fields(body) -> set[str]:
     ({"steps": ["Discharge at 50C until 2.5 V"]}, "protocol.steps.0"),
     ({"period_s": 0.001}, "protocol.period_s"),
     ({"colour": "red"}, "protocol.colour"),
+    ({"progress_every_cycles": 0}, "protocol.progress_every_cycles"),
+    ({"progress_every_cycles": 1, "cycles": 1000}, "protocol.progress_every_cycles"),
 ])
 def test_bad_studies_are_refused_naming_the_field(change, field):
     body = study(cycles=100)
     body["protocol"].update(change)
     assert field in fields(body)
+
+
+def test_too_many_progress_callbacks_are_refused_with_the_allowed_range():
+    job = Job.model_validate(study(cycles=1000, progress_every_cycles=5))
+    errors = [e for e in catalog.check(job) if e["field"] == "protocol.progress_every_cycles"]
+    assert len(errors) == 1 and "allowed 10 to 5000" in errors[0]["error"], errors
+    assert catalog.check(Job.model_validate(study(cycles=1000, progress_every_cycles=10))) == []
 
 
 def test_the_48_h_limit_of_experiments_does_not_apply_to_a_study():

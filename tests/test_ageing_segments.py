@@ -78,3 +78,24 @@ def test_the_last_segment_allowed_stops_with_the_cycles_it_has_and_says_why():
     assert isinstance(r, dict) and r["completed"] is False
     assert len(r["cycles"]) > first.cycles_done
     assert any("max_continuations (1)" in note for note in r["notes"])
+
+
+def test_each_segment_writes_every_row_to_the_progress_file_the_worker_reads(tmp_path, monkeypatch):
+    """With ``Segment.progress_path`` the engine appends each cycle's row as it ends (a
+    resumed segment first writes the restored rows): the last segment's file holds the
+    study's rows 1..N, equal to the result's."""
+    import json
+
+    monkeypatch.setattr(ageing, "CHUNK_CYCLES", 6)
+    job = Job.model_validate(study(cycles=30))
+    resume, files = None, []
+    for k in range(100):
+        path = tmp_path / f"progress-{k}.jsonl"
+        out = kinds.simulate(job, segment=Segment(resume=resume, budget_s=0.2, progress_path=str(path)))
+        files.append([row for line in path.read_text().splitlines() for row in json.loads(line)])
+        if not isinstance(out, Checkpoint):
+            break
+        resume = out.data
+    assert len(files) >= 2
+    assert [r["cycle"] for r in files[0]] == list(range(1, len(files[0]) + 1))
+    assert files[-1] == out["cycles"] and [r["cycle"] for r in files[-1]] == list(range(1, 31))

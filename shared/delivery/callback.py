@@ -5,6 +5,12 @@ Legacy jobs (``kind`` ``cell`` / ``driveCycle``) get the original body — ``{"i
 jobs get the columnar result. Every callback carries ``Idempotency-Key`` (the
 job id, percent-encoded where it is not printable ASCII) and ``X-Delivery-Attempt``
 so the receiver can drop duplicates.
+
+An ageing study may also send progress callbacks (``progress_body``,
+``deliver_progress``): ``"status": "running"``, ``"final": false``, the rows so far,
+and an ``Idempotency-Key`` of their own (``<job id>:progress:<cycles done>``), so a
+receiver that keys on it never takes one for the outcome. They are best effort: one
+attempt, short time-outs, never retried, never an error.
 """
 
 from __future__ import annotations
@@ -133,6 +139,31 @@ def body_for(envelope: Envelope, started_at: Optional[str], finished_at: str, at
     return body
 
 
+def progress_body(envelope: Envelope, started_at: Optional[str], attempt: Optional[int],
+                  rows: list[dict[str, Any]], progress: dict[str, Any]) -> dict[str, Any]:
+    """A progress callback of a running ageing study: not an outcome (``final`` false)."""
+    body: dict[str, Any] = {
+        "id": envelope.job_id,
+        "simulationType": envelope.kind,
+        "status": "running",
+        "final": False,
+        "jobSubmitted": envelope.submitted_at,
+        "jobStarted": started_at,
+        "jobFinished": None,
+        "deliveryAttempt": attempt,
+        "progress": progress,
+        "cycles": rows,
+    }
+    if envelope.sweep:
+        body["sweep"] = envelope.sweep
+    return body
+
+
+def progress_key(job_id: str, cycles_done: int) -> str:
+    """The Idempotency-Key of a progress callback (never the job id alone: that is the outcome's)."""
+    return f"{job_id}:progress:{cycles_done}"
+
+
 def compressible(kind: Optional[str]) -> bool:
     """Large native callbacks may be gzip-compressed; the Job Manager's legacy ones never are."""
     return not legacy.is_legacy(kind)
@@ -218,6 +249,43 @@ def header_value(job_id: str) -> str:
     return quote(job_id, safe=_HEADER_SAFE)
 
 
+def _prepare(body: dict[str, Any], job_id: str, key: str, attempt: Optional[int], compress: bool,
+             settings: Settings) -> tuple[bytes, dict[str, str]]:
+    """The bytes and headers of a callback (compressed and signed as configured)."""
+    raw = json.dumps(finite(body), separators=(",", ":"), allow_nan=False).encode()
+    headers = {
+        "Content-Type": "application/json",
+        "Idempotency-Key": header_value(key),
+        "X-Job-Id": header_value(job_id),
+        "X-Delivery-Attempt": str(attempt or 1),
+    }
+    if compress and len(raw) >= settings.callback_gzip_min_bytes:
+        raw = gzip.compress(raw, compresslevel=5)
+        headers["Content-Encoding"] = "gzip"
+    if settings.callback_signing_key:
+        headers.update(signing.sign(raw, settings.callback_signing_key))
+    return raw, headers
+
+
+PROGRESS_TIMEOUT_S = (2.0, 5.0)  # connect, read: a progress callback never holds a study up for long
+
+
+def deliver_progress(url: str, body: dict[str, Any], job_id: str,
+                     settings: Settings | None = None) -> Optional[int]:
+    """POST a progress callback once (no retry, no redirect); its status, or None if it did
+    not land. Never raises: progress is best effort, the outcome's callback is not."""
+    settings = settings or get_settings()
+    try:
+        key = progress_key(job_id, int((body.get("progress") or {}).get("cyclesDone") or 0))
+        raw, headers = _prepare(body, job_id, key, body.get("deliveryAttempt"), True, settings)
+        headers["X-Callback-Final"] = "false"
+        response = requests.post(url, data=raw, headers=headers, allow_redirects=False,
+                                 timeout=PROGRESS_TIMEOUT_S)
+    except (requests.RequestException, ValueError, TypeError):
+        return None
+    return response.status_code
+
+
 def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] = None,
             settings: Settings | None = None, compress: bool = False) -> int:
     """POST ``body``; return the 2xx status.
@@ -229,18 +297,7 @@ def deliver(url: str, body: dict[str, Any], job_id: str, attempt: Optional[int] 
     other 4xx raises ``CallbackRejected`` at once.
     """
     settings = settings or get_settings()
-    raw = json.dumps(finite(body), separators=(",", ":"), allow_nan=False).encode()
-    headers = {
-        "Content-Type": "application/json",
-        "Idempotency-Key": header_value(job_id),
-        "X-Job-Id": header_value(job_id),
-        "X-Delivery-Attempt": str(attempt or 1),
-    }
-    if compress and len(raw) >= settings.callback_gzip_min_bytes:
-        raw = gzip.compress(raw, compresslevel=5)
-        headers["Content-Encoding"] = "gzip"
-    if settings.callback_signing_key:
-        headers.update(signing.sign(raw, settings.callback_signing_key))
+    raw, headers = _prepare(body, job_id, job_id, attempt, compress, settings)
     deadline = time.monotonic() + settings.callback_total_budget_s
     with _session() as session:
         while True:  # rounds of urllib3 retries until the budget is spent

@@ -35,6 +35,7 @@ class Segment:
     budget_s: Optional[float] = None  # wall time of this segment; None: the job's budget
     may_continue: bool = True  # false: the last segment allowed (stop with the cycles it has)
     stop_reason: Optional[str] = None  # why it may not continue (a note in the result)
+    progress_path: Optional[str] = None  # a file the engine appends each cycle's row to (JSON lines)
 
 
 @dataclass

@@ -336,6 +336,10 @@ class JobStore:
                                   "(damaged); the study cannot resume from it")
         return data
 
+    def record_progress(self, job_id: str, progress: dict[str, Any]) -> None:
+        """The study's ``progress`` (cycles done, latest capacity, ...) outside a checkpoint."""
+        self._call(self.jobs.document(job_id).update, {"progress": progress}, **self._kw)
+
     def checkpoint_published(self, job_id: str, seq: int) -> None:
         self._call(self.jobs.document(job_id).update, {"checkpoint.published": True}, **self._kw)
 

@@ -31,10 +31,16 @@ event ending a step, a step reaching PyBaMM's default duration, or the service's
 time (the study stops before ``JOB_TIME_BUDGET_S`` with the cycles it has). The 48 h
 ``max_duration_s`` of simulated time does not apply: a study simulates months or years;
 its limits are ``max_ageing_cycles`` and the wall time.
+
+Progress (``progress_every_cycles``): the worker sends a ``running`` callback with the
+rows so far every N cycles. The engine only appends each recorded row, as one JSON line,
+to the file its ``Segment`` names (the restored rows first, on resume); the worker reads
+the file while it waits for the solver process and decides when to send.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -61,6 +67,9 @@ CAPACITY_STOP = "experiment capacity limit reached"  # PyBaMM's own termination 
 TIME_BUDGET_STOP = "service time budget reached"
 # Stop this far (a fraction of the budget, at least MARGIN_S) before the service's wall-time budget.
 MARGIN_FRACTION, MARGIN_S = 0.1, 5.0
+
+# At most this many progress callbacks a study (each carries every row so far).
+MAX_PROGRESS_CALLBACKS = 100
 
 # PyBaMM summary variables reported per cycle (null where the model has none)
 DEGRADATION = (
@@ -128,6 +137,11 @@ class Ageing(Protocol):
         description="output period within each step; at least the longest one cycle may run "
                     "over max_output_points",
     )
+    progress_every_cycles: Optional[int] = Field(
+        default=None, ge=1, le=LIMITS["max_ageing_cycles"],
+        description="a 'running' callback with the rows so far every this many cycles (best effort, "
+                    f"at most {MAX_PROGRESS_CALLBACKS} a study); none by default",
+    )
 
     fixed_parameters: ClassVar[tuple[str, ...]] = (
         "Nominal cell capacity [A.h]", "Ambient temperature [K]", "Initial temperature [K]")
@@ -165,6 +179,13 @@ class Ageing(Protocol):
             errors.append({"field": "protocol.save_cycles", "error": (
                 f"keeps {len(saved)} cycles' series; the limit is {LIMITS['max_saved_cycles']} (max_saved_cycles): "
                 "save every n-th cycle with a larger n")})
+        every = self.progress_every_cycles
+        if every is not None and math.ceil(self.cycles / every) > MAX_PROGRESS_CALLBACKS:
+            least = math.ceil(self.cycles / MAX_PROGRESS_CALLBACKS)
+            errors.append({"field": "protocol.progress_every_cycles", "error": (
+                f"{every} would send {math.ceil(self.cycles / every)} progress callbacks; at most "
+                f"{MAX_PROGRESS_CALLBACKS} a study: allowed {least} to {LIMITS['max_ageing_cycles']} "
+                f"for {self.cycles} cycles")})
         late = [k for k in self.save_cycles.cycles if k > self.cycles]
         if late:
             errors.append({"field": "protocol.save_cycles.cycles",
@@ -347,6 +368,9 @@ class _Recorder:
         segment = protocol._segment
         if segment is not None and segment.resume is not None:
             self._restore(checkpoint.unpack(segment.resume))
+        self._progress_path = segment.progress_path if segment is not None else None
+        if self.rows:
+            self._report(self.rows)  # the restored rows, so the worker's reader has them all
 
     # -- checkpoints ------------------------------------------------------------
     _KEPT = ("rows", "saved", "notes", "first_capacity", "stop_Ah", "termination", "thinned_to",
@@ -359,6 +383,17 @@ class _Recorder:
             setattr(self, name, state[name])
         self._wall_before = float(state["wall_s"])
         self.start = state["state"]
+
+    def _report(self, rows: list) -> None:
+        """Append rows (one JSON line, one write) to the worker's progress file, if any."""
+        if self._progress_path is None:
+            return
+        try:
+            with open(self._progress_path, "a") as f:
+                f.write(json.dumps(rows, separators=(",", ":")) + "\n")
+        except OSError as exc:  # progress is best effort: the study goes on
+            log.warning("progress file not written: %s", exc)
+            self._progress_path = None
 
     def make_checkpoint(self) -> checkpoint.Checkpoint:
         wall = time.monotonic() - self._t_start
@@ -584,6 +619,7 @@ class _Recorder:
             "Maximum cell temperature [degC]": float(series["Volume-averaged cell temperature [K]"].max() - 273.15),
         })
         self.rows.append(row)
+        self._report([row])
         self._last_series, self._last_cycle = series, k
         self.termination = ran[-1][1]
         if k in self.planned:
