@@ -43,6 +43,12 @@ LIMITS = {
     # packs of identical cells (job field "pack"): cells in series and in parallel
     "max_pack_series": 1000,
     "max_pack_parallel": 1000,
+    # impedance spectra (protocol "impedance"): frequencies of one job, and the states
+    # of charge it may ask a spectrum at
+    "min_impedance_frequency_Hz": 1e-4,
+    "max_impedance_frequency_Hz": 1e6,
+    "max_impedance_frequencies": 200,
+    "max_impedance_socs": 11,
 }
 
 VOLTAGE_RANGE_V = (0.5, 5.5)

@@ -73,9 +73,10 @@ class Cell(Kind):
         return catalog.catalog()
 
 
+from shared.engine.impedance import Impedance  # noqa: E402 - needs Kind above
 from shared.engine.pack import Battery  # noqa: E402 - needs Kind above
 
-KINDS: tuple[Kind, ...] = (Battery(), Cell(),)
+KINDS: tuple[Kind, ...] = (Impedance(), Battery(), Cell())
 
 
 def kind_of(job) -> Kind:

@@ -16,8 +16,9 @@ from shared.engine.protocols.base import Protocol
 from shared.engine.protocols.constant_current import ConstantCurrent
 from shared.engine.protocols.drive_cycle import DriveCycle
 from shared.engine.protocols.experiment import Experiment
+from shared.engine.protocols.impedance import Impedance
 
-REGISTERED: tuple[type[Protocol], ...] = (ConstantCurrent, Experiment, DriveCycle, Ageing)
+REGISTERED: tuple[type[Protocol], ...] = (ConstantCurrent, Experiment, DriveCycle, Ageing, Impedance)
 
 TYPES: tuple[str, ...] = tuple(cls.model_fields["type"].annotation.__args__[0] for cls in REGISTERED)
 
