@@ -230,12 +230,17 @@ def report(bodies: list[dict], out: Path, no_plot: bool, title: str) -> int:
     json_path, csv_path = output.save(bodies, out)
     print(f"\nresults: {json_path}, {csv_path}")
     if not no_plot and bodies:
+        from cli.impedance_plots import plot_impedance
+
+        spectra = plot_impedance([(output.label(b), b) for b in bodies], out, title=title)
+        if spectra:
+            print(f"plots: {spectra[0]}, {spectra[1]}")
         if any(output.has_series(b) for b in bodies):
             from cli.plots import plot_results
 
             png = plot_results([(output.label(b), b) for b in bodies], out / "plot.png", title=title)
             print(f"plot: {png}")
-        else:
+        elif not spectra:
             print("no plot: no job has a series to draw")
     return 0 if bodies and all(b.get("status") == "succeeded" for b in bodies) else 1
 

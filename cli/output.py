@@ -110,7 +110,7 @@ def save(bodies: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:
         for b in bodies:
             cols = series(b)
             index = (b.get("sweep") or {}).get("index", "")
-            n = len(cols.get("Time [s]", []))
+            n = max((len(v) for v in cols.values()), default=0)  # (impedance results have no time)
             for k in range(n):
                 writer.writerow([b.get("id"), index, *[(cols[c][k] if c in cols else "") for c in names]])
     return json_path, csv_path
