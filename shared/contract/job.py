@@ -14,9 +14,9 @@ import functools
 import hashlib
 import json
 import math
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictInt, field_validator, model_validator
 
 from shared.contract.ecm import EcmCell
 from shared.contract.limits import LIMITS, VOLTAGE_RANGE_V, Strict
@@ -34,9 +34,9 @@ MODEL_NAMES = ("SPM", "SPMe", "DFN", "Thevenin", "sodium_ion.BasicDFN")
 
 class ModelSpec(Strict):
     name: Literal[MODEL_NAMES] = "DFN"
-    options: dict[str, str] = Field(
+    options: dict[str, Union[str, StrictInt]] = Field(
         default_factory=dict,
-        description='PyBaMM model options, e.g. {"thermal": "lumped"}',
+        description='PyBaMM model options, e.g. {"thermal": "lumped"}; Thevenin: {"number of rc elements": 2}',
     )
 
 

@@ -40,6 +40,12 @@ LIMITS = {
     # wall time in all
     "max_continuations": 100,
     "max_study_wall_s": 24 * 3600.0,
+    # equivalent-circuit cells (ecm_cell): SOC points of the tables, temperatures of the
+    # 2-D ones and RC pairs; the largest (101 x 10 x (R0 + 3 pairs x 2 + entropic change))
+    # is 8,080 numbers, ~170 kB, within a request and a Pub/Sub message
+    "max_ecm_soc_points": 101,
+    "max_ecm_temperatures": 10,
+    "max_ecm_rc_pairs": 3,
     # packs of identical cells (job field "pack"): cells in series and in parallel
     "max_pack_series": 1000,
     "max_pack_parallel": 1000,

@@ -73,10 +73,11 @@ class Cell(Kind):
         return catalog.catalog()
 
 
+from shared.engine.ecm import Ecm  # noqa: E402 - needs Kind above
 from shared.engine.impedance import Impedance  # noqa: E402 - needs Kind above
 from shared.engine.pack import Battery  # noqa: E402 - needs Kind above
 
-KINDS: tuple[Kind, ...] = (Impedance(), Battery(), Cell())
+KINDS: tuple[Kind, ...] = (Impedance(), Battery(), Ecm(), Cell())
 
 
 def kind_of(job) -> Kind:
