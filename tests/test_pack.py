@@ -1,0 +1,230 @@
+"""Packs of identical cells (``job.pack``): against direct PyBaMM solves of one cell,
+the 400s for bad pack fields, the catalog entry, and end to end through the stack."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pybamm
+import pytest
+import requests
+
+from shared.contract.job import Job
+from shared.engine import kinds, pack
+from tests.conftest import submit
+from tests.test_submit_function import Recorder, call, fields_of  # noqa: F401 - its settings fixture below
+from tests.test_submit_function import settings  # noqa: F401 - autouse: known settings for call()
+
+SERIES = "Number of cells connected in series to make a battery"
+PARALLEL = "Number of electrodes connected in parallel to make a cell"
+
+
+def direct(parameters: dict, current_A=None, experiment=None, t_end=None, t_eval=None, model=None):
+    """One Chen2020 cell solved by PyBaMM directly (IDAKLU, the service's tolerances)."""
+    pv = pybamm.ParameterValues("Chen2020")
+    pv.update(parameters)
+    if current_A is not None:
+        pv["Current function [A]"] = current_A
+    sim = pybamm.Simulation(model or pybamm.lithium_ion.SPM(), parameter_values=pv, experiment=experiment,
+                            solver=pybamm.IDAKLUSolver(atol=1e-6, rtol=1e-6))
+    if experiment is not None:
+        return sim.solve()
+    return sim.solve([0, t_end], t_interp=t_eval)
+
+
+def test_step_strings_become_one_cells():
+    """Currents / Np, powers / (Np Ns), holds / Ns, resistances x Np / Ns; 'until' voltages
+    stay the pack's (PyBaMM compares them with 'Battery voltage [V]'), 'until' currents / Np."""
+    assert pack.cell_step("Discharge at 10 A until 12 V", 4, 2) == "Discharge at 5.0 A until 12 V"
+    assert pack.cell_step("Hold at 16.8 V until 100 mA", 4, 2) == "Hold at 4.2 V until 50.0 mA"
+    assert pack.cell_step("Discharge at 80W for 10 minutes", 4, 2) == "Discharge at 10.0W for 10 minutes"
+    assert pack.cell_step("Discharge at 1 Ohm for 1 hour", 4, 2) == "Discharge at 0.5 Ohm for 1 hour"
+    same = "Charge at C/2 for 1 hour or until 16.8 V (10 seconds period)"
+    assert pack.cell_step(same, 4, 2) == same
+
+
+def test_constant_current_pack_is_ns_times_the_cells_voltage_and_np_times_its_current():
+    """3S2P of Chen2020 SPM cells at a pack current of 10 A for 10 min, against PyBaMM
+    solving one cell at 5 A: the cell's voltage within 1 mV, "Battery voltage [V]" = 3 x
+    the cell's and "Battery current [A]" = 2 x its current within 1e-9 relative."""
+    job = Job.model_validate({"model": {"name": "SPM"}, "pack": {"series": 3, "parallel": 2},
+                              "protocol": {"type": "constant_current", "current_A": 10, "duration_s": 600},
+                              "outputs": {"period_s": 10}})
+    assert kinds.check(job) == []
+    result = kinds.simulate(job)
+    c = {k: np.asarray(v) for k, v in result["columns"].items()}
+    theirs = direct({}, current_A=5.0, t_end=600, t_eval=c["Time [s]"])
+    v_cell = theirs["Voltage [V]"](c["Time [s]"])
+    assert np.max(np.abs(c["Voltage [V]"] - v_cell)) < 1e-3
+    assert np.allclose(c["Battery voltage [V]"], 3 * c["Voltage [V]"], rtol=1e-9, atol=0)
+    assert np.allclose(c["Battery current [A]"], 2 * theirs["Current [A]"](c["Time [s]"]), rtol=1e-9, atol=0)
+    assert np.allclose(c["Current [A]"], 5.0)
+    s = result["summary"]
+    assert s["Battery discharged capacity [A.h]"] == pytest.approx(2 * s["Discharged capacity [A.h]"], rel=1e-12)
+    assert s["Battery discharged capacity [A.h]"] == pytest.approx(10 * 600 / 3600, rel=1e-6)
+    assert s["Battery discharged energy [W.h]"] == pytest.approx(6 * s["Discharged energy [W.h]"], rel=1e-12)
+    assert s["Battery minimum voltage [V]"] == pytest.approx(3 * float(v_cell.min()), abs=3e-3)
+    assert result["pack"] == {"series": 3, "parallel": 2, "cells": 6}
+    assert any("identical cells" in n for n in result["notes"])
+
+
+def test_experiment_pack_uses_pack_currents_voltages_and_c_rates():
+    """A 4S3P CC-CV cycle given in pack figures (30 A to 13.2 V, rest, C/2 to 16.4 V, hold
+    16.4 V to 1.5 A) against PyBaMM running one cell's (10 A to 3.3 V, C/2 to 4.1 V, hold
+    4.1 V to 0.5 A): the same steps end at the same times (1 s), the voltage agrees within
+    1 mV at every shared time, and the pack's voltage is 4 x the cell's."""
+    pack_steps = ["Discharge at 30 A until 13.2 V", "Rest for 5 minutes",
+                  "Charge at C/2 until 16.4 V", "Hold at 16.4 V until 1.5 A"]
+    cell_steps = ["Discharge at 10 A until 3.3 V", "Rest for 5 minutes",
+                  "Charge at C/2 until 4.1 V", "Hold at 4.1 V until 0.5 A"]
+    job = Job.model_validate({"model": {"name": "SPM"}, "pack": {"series": 4, "parallel": 3},
+                              "protocol": {"type": "experiment", "steps": pack_steps, "period_s": 30},
+                              "outputs": {"max_points": 20000}})
+    assert kinds.check(job) == []
+    result = kinds.simulate(job)
+    c = {k: np.asarray(v) for k, v in result["columns"].items()}
+    assert result["completed"], result["termination"]
+    theirs = direct({}, experiment=pybamm.Experiment(cell_steps, period="30 seconds"))
+    assert float(c["Time [s]"][-1]) == pytest.approx(float(theirs["Time [s]"].entries[-1]), abs=1.0)
+    t_theirs, v_theirs = theirs["Time [s]"].entries, theirs["Voltage [V]"].entries
+    shared_times = np.intersect1d(np.round(c["Time [s]"], 6), np.round(t_theirs, 6))
+    assert len(shared_times) > 20
+    for t in shared_times:
+        ours = c["Voltage [V]"][np.round(c["Time [s]"], 6) == t]
+        other = v_theirs[np.round(t_theirs, 6) == t]
+        assert np.max(np.abs(ours[:, None] - other[None, :]).min(axis=1)) < 1e-3
+    assert np.allclose(c["Battery voltage [V]"], 4 * c["Voltage [V]"], rtol=1e-9, atol=0)
+    assert np.allclose(c["Battery current [A]"], 3 * c["Current [A]"], rtol=1e-9, atol=0)
+    assert result["summary"]["Battery minimum voltage [V]"] == pytest.approx(13.2, abs=4e-3)
+
+
+def test_pybamms_electrodes_in_parallel_give_the_same_cell_voltage():
+    """Why Np is a current split: PyBaMM's own 'Number of electrodes connected in parallel
+    to make a cell' x 2 (and twice the capacity) at the pack current of 2P gives the voltage
+    of one cell at half that current, within 1 mV (isothermal)."""
+    t = np.linspace(0, 600, 61)
+    split = direct({}, current_A=5.0, t_end=600, t_eval=t)
+    pv = pybamm.ParameterValues("Chen2020")
+    doubled = direct({PARALLEL: 2 * pv[PARALLEL], "Nominal cell capacity [A.h]": 2 * pv["Nominal cell capacity [A.h]"]},
+                     current_A=10.0, t_end=600, t_eval=t)
+    assert np.max(np.abs(split["Voltage [V]"](t) - doubled["Voltage [V]"](t))) < 1e-3
+
+
+def test_drive_cycle_pack_current_is_split_over_parallel():
+    """An inline drive cycle of pack currents on 1S4P: each cell carries a quarter (1e-9
+    relative) and the battery current is the cycle's."""
+    job = Job.model_validate({"model": {"name": "SPM"}, "pack": {"parallel": 4},
+                              "protocol": {"type": "drive_cycle", "time_s": [0, 100, 200],
+                                           "current_A": [8, 20, 8]},
+                              "conditions": {"initial_soc": 0.8}})
+    result = kinds.simulate(job)
+    c = {k: np.asarray(v) for k, v in result["columns"].items()}
+    expected = np.interp(c["Time [s]"], [0, 100, 200], [8, 20, 8])
+    assert np.allclose(c["Battery current [A]"], expected, rtol=1e-9, atol=1e-9)
+    assert np.allclose(c["Current [A]"], expected / 4, rtol=1e-9, atol=1e-9)
+
+
+# --------------------------------------------------------------------------
+# 400s: the field and the allowed range, nothing published
+# --------------------------------------------------------------------------
+CC = {"type": "constant_current", "c_rate": 1, "duration_s": 600}
+BAD_PACKS = [
+    # (pack job's changes, field named, text in the error)
+    ({"pack": {"series": 0}}, "pack.series", "greater than or equal to 1"),
+    ({"pack": {"series": 1001}}, "pack.series", "less than or equal to 1000"),
+    ({"pack": {"parallel": 0}}, "pack.parallel", "greater than or equal to 1"),
+    ({"pack": {"parallel": 5000}}, "pack.parallel", "less than or equal to 1000"),
+    ({"pack": {"series": 2.5}}, "pack.series", "integer"),
+    ({"pack": {"cells": 4}}, "pack.cells", "Extra inputs"),
+    ({"pack": {"series": 4, "upper_voltage_V": 30}}, "pack", "outside 2-22 V"),
+    ({"pack": {"series": 4, "upper_voltage_V": 14, "lower_voltage_V": 15}}, "pack", "must be below"),
+    ({"pack": {"series": 4, "upper_voltage_V": 16.8},
+      "parameters": {"Upper voltage cut-off [V]": 4.2}}, "pack.upper_voltage_V", "not both"),
+    ({"pack": {"series": 4}, "parameters": {SERIES: 4}}, f"parameters.{SERIES}", "pack.series"),
+    ({"pack": {"series": 2}, "model": {"name": "Thevenin"}}, "pack", "SPM"),
+    ({"pack": {"series": 2}, "protocol": {"type": "ageing", "steps": ["Discharge at 1C until 2.5 V"],
+                                           "cycles": 10, "end_of_life": {"capacity_percent": 80}}},
+     "pack", "ageing"),
+    ({"pack": {"series": 2}, "protocol": {"type": "experiment", "steps": ["Discharge at 1 parsec"]}},
+     "protocol.steps", "Discharge at 1 parsec"),
+    ({"pack": {"parallel": 2}, "protocol": {"type": "experiment", "steps": ["Discharge at 1200 A for 1 minute"]}},
+     "protocol.steps.0", "limit of 500 A"),
+]
+
+
+@pytest.mark.parametrize("changes,field,text", BAD_PACKS)
+def test_a_bad_pack_is_400_naming_the_field(monkeypatch, changes, field, text):
+    recorder = Recorder()
+    import shared.delivery.publisher
+
+    monkeypatch.setattr(shared.delivery.publisher, "publish_encoded", recorder)
+    body = {"model": {"name": "SPM"}, "protocol": CC, **changes}
+    status, reply, _ = call("POST", "/jobs", body)
+    assert status == 400, reply
+    assert field in fields_of(reply), reply
+    assert any(text in e["error"] for e in reply["errors"] if e["field"] == field), reply
+    assert recorder.envelopes == []
+
+
+def test_a_pack_voltage_limit_the_cell_cannot_take_names_the_pack_field():
+    """4S with only a lower limit of 18 V asks each Chen2020 cell for a 4.5 V lower cut-off,
+    above its own 4.2 V upper one: the error names pack.lower_voltage_V and the cell's share."""
+    job = Job.model_validate({"model": {"name": "SPM"}, "protocol": CC, "pack": {"series": 4, "lower_voltage_V": 18}})
+    errors = kinds.check(job)
+    assert [e["field"] for e in errors] == ["pack.lower_voltage_V"], errors
+    assert "pack.lower_voltage_V / series = 4.5 V" in errors[0]["error"]
+    # positive control: 10-16.8 V (2.5-4.2 V a cell) is accepted
+    assert kinds.check(Job.model_validate({"model": {"name": "SPM"}, "protocol": CC, "pack": {
+        "series": 4, "lower_voltage_V": 10, "upper_voltage_V": 16.8}})) == []
+
+
+def test_the_catalog_lists_the_pack_limits_and_assumptions():
+    """The pack kind's entry (the catalog lists every kind's ``describe`` under "kinds")."""
+    entry = kinds.described()["pack"]
+    assert entry["limits"] == {"max_pack_series": 1000, "max_pack_parallel": 1000}
+    assert "no interconnect resistance" in entry["assumptions"]
+    assert "C-rates" in entry["per_pack"] and "parameters" in entry["per_cell"]
+    assert entry["battery_outputs"] == ["Battery voltage [V]", "Battery current [A]"]
+
+
+# --------------------------------------------------------------------------
+# End to end: the real local stack (emulators, functions-framework processes)
+# --------------------------------------------------------------------------
+E2E = {"model": {"name": "SPM"}, "pack": {"series": 2, "parallel": 3},
+       "protocol": {"type": "constant_current", "current_A": 15, "duration_s": 300},
+       "outputs": {"max_points": 50}}
+
+
+@pytest.mark.slow
+def test_a_pack_job_end_to_end(stack, receiver):
+    reply = submit(stack, "/jobs", E2E)
+    assert reply.status_code == 202, reply.text
+    job_id = reply.json()["jobId"]
+    result = receiver.wait_for([job_id], timeout_s=120)[job_id]
+    assert result["status"] == "succeeded", result
+    c = {k: np.asarray(v) for k, v in result["columns"].items()}
+    assert np.allclose(c["Battery voltage [V]"], 2 * c["Voltage [V]"], rtol=1e-9, atol=0)
+    assert np.allclose(c["Battery current [A]"], 15.0) and np.allclose(c["Current [A]"], 5.0)
+    assert result["summary"]["Battery discharged capacity [A.h]"] == pytest.approx(15 * 300 / 3600, rel=1e-6)
+    stored = requests.get(f"{stack.submit_url}/jobs/{job_id}/result", timeout=30).json()
+    assert stored["columns"]["Battery voltage [V]"] == result["columns"]["Battery voltage [V]"]
+
+
+@pytest.mark.slow
+def test_a_pack_sweep_over_series(stack, receiver):
+    """Members 1S, 2S, 4S of 3P at the same pack current: the same cell voltage (1e-9
+    relative), battery voltage Ns x it."""
+    body = {"base": E2E, "vary": {"pack.series": [1, 2, 4]}}
+    reply = requests.post(stack.submit_url + "/sweeps", data=json.dumps(body), timeout=60,
+                          headers={"Content-Type": "application/json"})
+    assert reply.status_code == 202, reply.text
+    results = receiver.wait_for(reply.json()["jobIds"], timeout_s=180)
+    by_series = {r["sweep"]["values"]["pack.series"]: r for r in results.values()}
+    assert sorted(by_series) == [1, 2, 4]
+    cell = np.asarray(by_series[1]["columns"]["Voltage [V]"])
+    for ns, r in by_series.items():
+        assert r["status"] == "succeeded", r
+        assert r["pack"]["series"] == ns
+        assert np.allclose(r["columns"]["Voltage [V]"], cell, rtol=1e-9, atol=0)
+        assert np.allclose(r["columns"]["Battery voltage [V]"], ns * cell, rtol=1e-9, atol=0)
