@@ -65,7 +65,8 @@ def test_constant_current_pack_is_ns_times_the_cells_voltage_and_np_times_its_cu
     assert s["Battery discharged capacity [A.h]"] == pytest.approx(10 * 600 / 3600, rel=1e-6)
     assert s["Battery discharged energy [W.h]"] == pytest.approx(6 * s["Discharged energy [W.h]"], rel=1e-12)
     assert s["Battery minimum voltage [V]"] == pytest.approx(3 * float(v_cell.min()), abs=3e-3)
-    assert result["pack"] == {"series": 3, "parallel": 2, "cells": 6}
+    assert s["Number of cells connected in series to make a battery"] == 3
+    assert s["Number of cells connected in parallel"] == 2
     assert any("identical cells" in n for n in result["notes"])
 
 
@@ -225,6 +226,6 @@ def test_a_pack_sweep_over_series(stack, receiver):
     cell = np.asarray(by_series[1]["columns"]["Voltage [V]"])
     for ns, r in by_series.items():
         assert r["status"] == "succeeded", r
-        assert r["pack"]["series"] == ns
+        assert r["summary"]["Number of cells connected in series to make a battery"] == ns
         assert np.allclose(r["columns"]["Voltage [V]"], cell, rtol=1e-9, atol=0)
         assert np.allclose(r["columns"]["Battery voltage [V]"], ns * cell, rtol=1e-9, atol=0)

@@ -145,7 +145,6 @@ def battery_result(job, result: dict[str, Any]) -> dict[str, Any]:
         "Battery maximum voltage [V]": _times(summary.get("Maximum voltage [V]"), ns),
     }
     result["summary"] = {**summary, **battery}
-    result["pack"] = {"series": ns, "parallel": np_, "cells": ns * np_}
     result.setdefault("notes", []).append(
         f"a pack of {ns} in series x {np_} in parallel identical cells: {ASSUMPTIONS}; 'Voltage [V]', "
         f"'Current [A]' and the summary's other figures are one cell's, '{BATTERY_V}' and '{BATTERY_I}' "
