@@ -414,6 +414,7 @@ def _option_errors(job) -> list[dict[str, str]]:
 def _state_errors(job, base) -> list[dict[str, str]]:
     """The initial SOC strictly inside (0, 1) (PyBaMM's SoC events end a run at 0 and 1),
     the cut-offs ordered, and the OCV at the initial SOC within them."""
+    import numpy as np
     import pybamm
 
     per_job = numbers(job, base)
@@ -425,7 +426,8 @@ def _state_errors(job, base) -> list[dict[str, str]]:
     if lower >= upper:
         return [{"field": f"parameters.{LOWER}", "error": f"{lower:g} V must be below the upper cut-off {upper:g} V"}]
     try:
-        ocv = float(base.evaluate(pybamm.FunctionParameter("Open-circuit voltage [V]", {"SoC": pybamm.Scalar(soc)})))
+        symbol = pybamm.FunctionParameter("Open-circuit voltage [V]", {"SoC": pybamm.Scalar(soc)})
+        ocv = float(np.ravel(base.evaluate(symbol))[0])
     except Exception:  # noqa: BLE001 - the solver's own check (failures.translate) still applies
         return []
     if not lower < ocv < upper:
