@@ -20,7 +20,8 @@ from shared.contract.job import Job
 from shared.contract.limits import LIMITS
 from shared.engine import cache, impedance
 from shared.engine.protocols.impedance import FrequencyRange
-from tests.test_submit_function import call, fields_of, published, settings  # noqa: F401 - fixtures
+from shared.settings import get_settings
+from tests.test_submit_function import call, fields_of, published  # noqa: F401 - published is a fixture
 
 PNG = b"\x89PNG\r\n\x1a\n"
 RANGE = {"min_Hz": 1e-3, "max_Hz": 1e4, "points_per_decade": 5}
@@ -160,6 +161,15 @@ def test_frequencies_and_socs_outside_the_published_limits_are_refused(protocol,
 IMPEDANCE = {"model": {"name": "SPM"}, "protocol": {"type": "impedance", "frequencies_Hz": [1, 10]}}
 
 
+@pytest.fixture
+def no_api_key(monkeypatch):
+    """The submit function in process, without an API key to ask for."""
+    monkeypatch.delenv("API_KEY", raising=False)
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.mark.parametrize("change, field, text", [
     ({"model": {"name": "Thevenin"}, "parameter_set": "ECM_Example"}, "model.name", "'Thevenin'"),
     ({"model": {"name": "sodium_ion.BasicDFN"}, "parameter_set": "Chayambuka2022"}, "model.name", "sodium-ion"),
@@ -176,7 +186,8 @@ IMPEDANCE = {"model": {"name": "SPM"}, "protocol": {"type": "impedance", "freque
     ({"parameters": {"Separator porosity": 1.5}}, "parameters.Separator porosity", ""),
     ({"parameters": {"No such parameter [V]": 1.0}}, "parameters.No such parameter [V]", "not a parameter"),
 ])
-def test_an_impedance_job_pybamm_cannot_run_is_a_400_naming_the_field(published, change, field, text):
+def test_an_impedance_job_pybamm_cannot_run_is_a_400_naming_the_field(no_api_key, published, change, field,
+                                                                    text):
     status, reply, _ = call("POST", "/jobs", {**IMPEDANCE, **change})
     assert status == 400, reply
     assert field in fields_of(reply), reply
