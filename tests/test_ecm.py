@@ -269,7 +269,8 @@ def test_catalog_lists_the_thevenin_kind():
     assert entry["model"] == "Thevenin" and entry["parameter_sets"] == ["ECM_Example"]
     assert entry["options"]["number of rc elements"] == [0, 1, 2, 3]
     assert set(entry["protocols"]) == {"constant_current", "experiment", "drive_cycle"}
-    assert {"Voltage [V]", "SoC", "Discharge capacity [A.h]", "Cell temperature [degC]"} <= set(entry["output_variables"])
+    wanted = {"Voltage [V]", "SoC", "Discharge capacity [A.h]", "Cell temperature [degC]"}
+    assert wanted <= set(entry["output_variables"])
     assert "r0_Ohm" in entry["ecm_cell"]["tables"]
 
 
