@@ -215,6 +215,11 @@ TABLES = {"capacity_Ah": 5, "soc": [0, 0.5, 1], "ocv_V": [3.0, 3.6, 4.2], "r0_Oh
 @pytest.mark.parametrize("change, field, words", [
     ({"parameter_set": "Chen2020"}, "parameter_set", ["'Chen2020'", "Thevenin", "ECM_Example"]),
     ({"model": {"name": "DFN"}, "ecm_cell": TABLES}, "ecm_cell", ["only for model Thevenin", "DFN"]),
+    # refused by the contract whichever kind would take the job (a pack, an impedance spectrum)
+    ({"model": {"name": "SPM"}, "ecm_cell": TABLES, "pack": {"series": 2}}, "ecm_cell",
+     ["only for model Thevenin", "SPM"]),
+    ({"model": {"name": "SPMe"}, "ecm_cell": TABLES, "protocol": {"type": "impedance", "frequencies_Hz": [1, 10]}},
+     "ecm_cell", ["only for model Thevenin", "SPMe"]),
     ({"ecm_cell": TABLES, "parameter_set": "ECM_Example"}, "parameter_set", ["either"]),
     ({"model": {"name": "Thevenin", "options": {"thermal": "lumped"}}}, "model.options.thermal",
      ["number of rc elements"]),

@@ -97,6 +97,14 @@ class Job(Strict):
                 raise ValueError(f"parameter {name!r} must be a finite number")
         return v
 
+    @field_validator("ecm_cell")
+    @classmethod
+    def _ecm_cell_is_for_thevenin(cls, v, info):
+        model = info.data.get("model")
+        if v is not None and model is not None and model.name != "Thevenin":
+            raise ValueError(f"an equivalent-circuit cell is only for model Thevenin, not {model.name!r}")
+        return v
+
     @model_validator(mode="after")
     def _cut_offs(self):
         p = self.parameters
