@@ -143,7 +143,18 @@ BAD_PACKS = [
     ({"pack": {"series": 4, "upper_voltage_V": 16.8},
       "parameters": {"Upper voltage cut-off [V]": 4.2}}, "pack.upper_voltage_V", "not both"),
     ({"pack": {"series": 4}, "parameters": {SERIES: 4}}, f"parameters.{SERIES}", "pack.series"),
-    ({"pack": {"series": 2}, "model": {"name": "Thevenin"}}, "pack", "SPM"),
+    ({"pack": {"series": 2}, "model": {"name": "Thevenin"},
+      "protocol": {"type": "experiment", "steps": ["Discharge at 1C for 1 hour"]}}, "protocol", "constant_current"),
+    ({"pack": {"series": 8, "parallel": 8}, "model": {"name": "Thevenin"}}, "pack", "at most 50"),
+    ({"pack": {"series": 2, "parallel": 2, "capacity_factors": [[1, 1], [1]]}, "model": {"name": "Thevenin"}},
+     "pack", "2 rows (series) of 2 numbers"),
+    ({"pack": {"capacity_factors": [[0.2]]}, "model": {"name": "Thevenin"}}, "pack.capacity_factors.0.0",
+     "greater than or equal to 0.5"),
+    ({"pack": {"interconnect_resistance_Ohm": 1}, "model": {"name": "Thevenin"}},
+     "pack.interconnect_resistance_Ohm", "less than or equal to 0.1"),
+    ({"pack": {"resistance_factors": [[1.2]]}}, "pack", "offered with model Thevenin"),
+    ({"pack": {"series": 10, "parallel": 5}, "model": {"name": "Thevenin"}, "outputs": {"max_points": 5000}},
+     "outputs.max_points", "at most 2955 points"),
     ({"pack": {"series": 2}, "protocol": {"type": "ageing", "steps": ["Discharge at 1C until 2.5 V"],
                                            "cycles": 10, "end_of_life": {"capacity_percent": 80}}},
      "pack", "ageing"),
@@ -187,6 +198,60 @@ def test_the_catalog_lists_the_pack_limits_and_assumptions():
     assert "no interconnect resistance" in entry["assumptions"]
     assert "C-rates" in entry["per_pack"] and "parameters" in entry["per_cell"]
     assert entry["battery_outputs"] == ["Battery voltage [V]", "Battery current [A]"]
+
+
+# --------------------------------------------------------------------------
+# Cells that differ: Thevenin cells in one PyBaMM model (shared.engine.pack_circuit)
+# --------------------------------------------------------------------------
+def circuit_job(pack_fields: dict, current_A: float, duration_s: float = 1800, points: int = 181) -> Job:
+    return Job.model_validate({"model": {"name": "Thevenin"}, "pack": pack_fields,
+                               "protocol": {"type": "constant_current", "current_A": current_A,
+                                            "duration_s": duration_s},
+                               "outputs": {"max_points": points}})
+
+
+def test_identical_circuit_cells_without_interconnect_reproduce_pybamms_thevenin():
+    """2S3P of identical ECM_Example cells, no interconnect resistance, 150 A: each cell's
+    voltage and the pack voltage / 2 equal PyBaMM's Thevenin cell at 50 A within 1 mV."""
+    job = circuit_job({"series": 2, "parallel": 3}, current_A=150)
+    assert kinds.check(job) == []
+    result = kinds.simulate(job)
+    c = {k: np.asarray(v) for k, v in result["columns"].items()}
+    pv = pybamm.ParameterValues("ECM_Example")
+    pv["Current function [A]"] = 50.0
+    theirs = pybamm.Simulation(pybamm.equivalent_circuit.Thevenin(), parameter_values=pv,
+                               solver=pybamm.IDAKLUSolver(atol=1e-6, rtol=1e-6)).solve([0, 1800], t_interp=c["Time [s]"])
+    v_ref = theirs["Voltage [V]"](c["Time [s]"])
+    assert np.max(np.abs(c["Battery voltage [V]"] / 2 - v_ref)) < 1e-3
+    for name in ("cell 1-1", "cell 2-3"):
+        assert np.max(np.abs(c[f"Voltage ({name}) [V]"] - v_ref)) < 1e-3
+        assert np.allclose(c[f"Current ({name}) [A]"], 50.0, rtol=1e-6)
+    assert result["completed"] and result["termination"] == "final time"
+
+
+def test_differing_cells_obey_kirchhoff_and_share_current_by_capacity():
+    """3S4P with capacities 0.85-1.15 x, resistances 0.8-1.3 x and 2 mOhm interconnects at
+    200 A: in every series element the cell currents sum to the pack current at every
+    output time (1e-6 A), every parallel branch has one voltage (cell voltage minus its
+    interconnect drop, 1e-6 V), and by the end the largest cell carries more than the smallest."""
+    capacity = [[0.85, 1.0, 1.15, 1.0], [1.0, 1.0, 1.0, 1.0], [1.1, 0.9, 1.0, 1.0]]
+    resistance = [[1.0, 1.0, 1.0, 1.0], [0.8, 1.3, 1.0, 1.0], [1.0, 1.0, 1.2, 0.9]]
+    job = circuit_job({"series": 3, "parallel": 4, "capacity_factors": capacity, "resistance_factors": resistance,
+                       "interconnect_resistance_Ohm": 0.002}, current_A=200)
+    assert kinds.check(job) == []
+    result = kinds.simulate(job)
+    c = {k: np.asarray(v) for k, v in result["columns"].items()}
+    element_voltages = []
+    for s in range(1, 4):
+        currents = np.array([c[f"Current (cell {s}-{p}) [A]"] for p in range(1, 5)])
+        assert np.max(np.abs(currents.sum(axis=0) - 200.0)) < 1e-6
+        branch = np.array([c[f"Voltage (cell {s}-{p}) [V]"] - 0.002 * currents[p - 1] for p in range(1, 5)])
+        assert np.max(np.abs(branch - branch[0])) < 1e-6
+        element_voltages.append(branch[0])
+    assert np.allclose(np.sum(element_voltages, axis=0), c["Battery voltage [V]"], atol=1e-6)
+    assert c["Current (cell 1-3) [A]"][-1] > c["Current (cell 1-1) [A]"][-1] + 1.0
+    assert np.ptp([c[f"Current (cell 1-{p}) [A]"][-1] for p in range(1, 5)]) > 1.0
+    assert result["summary"]["Maximum cell temperature [degC]"] > 25.0
 
 
 # --------------------------------------------------------------------------

@@ -49,6 +49,8 @@ LIMITS = {
     # packs of identical cells (job field "pack"): cells in series and in parallel
     "max_pack_series": 1000,
     "max_pack_parallel": 1000,
+    # packs whose cells differ (equivalent-circuit cells, one PyBaMM model of them all)
+    "max_pack_circuit_cells": 50,
     # impedance spectra (protocol "impedance"): frequencies of one job, and the states
     # of charge it may ask a spectrum at
     "min_impedance_frequency_Hz": 1e-4,

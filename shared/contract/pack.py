@@ -10,15 +10,28 @@ one cell's):
   cut-off is the pack's over ``series``);
 * ``parameters`` are one cell's, as PyBaMM names them ("Nominal cell capacity [A.h]",
   "Lower voltage cut-off [V]", ...).
+
+Cells that differ (``capacity_factors``, ``resistance_factors``,
+``interconnect_resistance_Ohm``) are equivalent-circuit cells: model ``Thevenin``, a
+constant pack current, at most ``max_pack_circuit_cells`` cells
+(``shared.engine.pack_circuit``).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated, Optional
 
 from pydantic import Field, model_validator
 
 from shared.contract.limits import LIMITS, VOLTAGE_RANGE_V, Strict, finite
+
+
+CAPACITY_FACTOR_RANGE = (0.5, 1.5)
+RESISTANCE_FACTOR_RANGE = (0.5, 3.0)
+INTERCONNECT_RANGE_OHM = (0.0, 0.1)
+
+CapacityFactor = Annotated[float, Field(ge=CAPACITY_FACTOR_RANGE[0], le=CAPACITY_FACTOR_RANGE[1])]
+ResistanceFactor = Annotated[float, Field(ge=RESISTANCE_FACTOR_RANGE[0], le=RESISTANCE_FACTOR_RANGE[1])]
 
 
 class Pack(Strict):
@@ -33,6 +46,31 @@ class Pack(Strict):
     lower_voltage_V: Optional[float] = Field(
         default=None, description="the pack's lower voltage limit (each cell's 'Lower voltage cut-off [V]' "
                                   "is this over series); default: series x the cell's")
+
+    capacity_factors: Optional[list[list[CapacityFactor]]] = Field(
+        default=None, max_length=LIMITS["max_pack_circuit_cells"],
+        description="model Thevenin: each cell's capacity over the cell's, one row per series element "
+                    "(series rows of parallel numbers)")
+    resistance_factors: Optional[list[list[ResistanceFactor]]] = Field(
+        default=None, max_length=LIMITS["max_pack_circuit_cells"],
+        description="model Thevenin: each cell's R0 and R1 over the cell's, as capacity_factors")
+    interconnect_resistance_Ohm: Optional[float] = Field(
+        default=None, ge=INTERCONNECT_RANGE_OHM[0], le=INTERCONNECT_RANGE_OHM[1],
+        description="model Thevenin: the resistance in series with each cell in its parallel branch "
+                    "(tabs, welds, busbar share)")
+
+    def differs(self) -> bool:
+        """Whether the cells differ (or are joined by resistance): the circuit model's job."""
+        return any(v is not None for v in (self.capacity_factors, self.resistance_factors,
+                                           self.interconnect_resistance_Ohm))
+
+    @model_validator(mode="after")
+    def _factor_shapes(self):
+        for name in ("capacity_factors", "resistance_factors"):
+            rows = getattr(self, name)
+            if rows is not None and (len(rows) != self.series or any(len(r) != self.parallel for r in rows)):
+                raise ValueError(f"{name} must be {self.series} rows (series) of {self.parallel} numbers (parallel)")
+        return self
 
     @model_validator(mode="after")
     def _voltages(self):

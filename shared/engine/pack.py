@@ -194,10 +194,18 @@ class Battery(Kind):
         from shared.engine import failures
 
         cell = Cell()
+        if job.model.name == "Thevenin":
+            from shared.engine import pack_circuit
+
+            return pack_circuit.check(job)
         found = errors(job)
+        if job.pack.differs():
+            found.append({"field": "pack", "error": "cells that differ (capacity_factors, resistance_factors, "
+                                                    "interconnect_resistance_Ohm) are offered with model Thevenin"})
         if not cell.accepts(job):
             found.append({"field": "pack", "error": f"a pack is built of cells of the models "
-                                                    f"{', '.join(cell.MODEL_NAMES)}, not {job.model.name}"})
+                                                    f"{', '.join(cell.MODEL_NAMES)} (Thevenin: "
+                                                    f"equivalent-circuit cells), not {job.model.name}"})
         if job.protocol.type == "experiment":
             found += failures.step_errors(list(job.protocol.steps))  # named as the pack's steps
         if found:
@@ -213,6 +221,10 @@ class Battery(Kind):
             from shared.engine.errors import SimulationError
 
             raise SimulationError("a pack job does not run in segments")
+        if job.model.name == "Thevenin":
+            from shared.engine import pack_circuit
+
+            return pack_circuit.simulate(job)
         return battery_result(job, Cell().simulate(cell_job(job), compiled=compiled))
 
     def describe(self):
