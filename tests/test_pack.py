@@ -198,6 +198,8 @@ def test_the_catalog_lists_the_pack_limits_and_assumptions():
     assert "no interconnect resistance" in entry["assumptions"]
     assert "C-rates" in entry["per_pack"] and "parameters" in entry["per_cell"]
     assert entry["battery_outputs"] == ["Battery voltage [V]", "Battery current [A]"]
+    assert entry["differing_cells"]["max_pack_circuit_cells"] == 50
+    assert entry["differing_cells"]["interconnect_resistance_Ohm"] == [0.0, 0.1]
 
 
 # --------------------------------------------------------------------------

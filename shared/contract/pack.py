@@ -32,6 +32,8 @@ INTERCONNECT_RANGE_OHM = (0.0, 0.1)
 
 CapacityFactor = Annotated[float, Field(ge=CAPACITY_FACTOR_RANGE[0], le=CAPACITY_FACTOR_RANGE[1])]
 ResistanceFactor = Annotated[float, Field(ge=RESISTANCE_FACTOR_RANGE[0], le=RESISTANCE_FACTOR_RANGE[1])]
+CapacityRow = Annotated[list[CapacityFactor], Field(max_length=LIMITS["max_pack_circuit_cells"])]
+ResistanceRow = Annotated[list[ResistanceFactor], Field(max_length=LIMITS["max_pack_circuit_cells"])]
 
 
 class Pack(Strict):
@@ -47,11 +49,11 @@ class Pack(Strict):
         default=None, description="the pack's lower voltage limit (each cell's 'Lower voltage cut-off [V]' "
                                   "is this over series); default: series x the cell's")
 
-    capacity_factors: Optional[list[list[CapacityFactor]]] = Field(
+    capacity_factors: Optional[list[CapacityRow]] = Field(
         default=None, max_length=LIMITS["max_pack_circuit_cells"],
         description="model Thevenin: each cell's capacity over the cell's, one row per series element "
                     "(series rows of parallel numbers)")
-    resistance_factors: Optional[list[list[ResistanceFactor]]] = Field(
+    resistance_factors: Optional[list[ResistanceRow]] = Field(
         default=None, max_length=LIMITS["max_pack_circuit_cells"],
         description="model Thevenin: each cell's R0 and R1 over the cell's, as capacity_factors")
     interconnect_resistance_Ohm: Optional[float] = Field(

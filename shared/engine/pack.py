@@ -157,6 +157,7 @@ def _times(value, factor):
 
 
 def describe() -> dict[str, Any]:
+    from shared.contract import pack as contract
     from shared.contract.limits import LIMITS
 
     return {
@@ -170,6 +171,20 @@ def describe() -> dict[str, Any]:
         "per_cell": PER_CELL,
         "battery_outputs": [BATTERY_V, BATTERY_I],
         "series_parameter": SERIES,
+        "differing_cells": {
+            "model": "Thevenin (ECM_Example cells, one RC pair, cell-jig thermal model each)",
+            "protocols": ["constant_current"],
+            "max_pack_circuit_cells": LIMITS["max_pack_circuit_cells"],
+            "capacity_factors": list(contract.CAPACITY_FACTOR_RANGE),
+            "resistance_factors": list(contract.RESISTANCE_FACTOR_RANGE),
+            "interconnect_resistance_Ohm": list(contract.INTERCONNECT_RANGE_OHM),
+            "assumptions": "Kirchhoff's laws between the cells: each parallel branch is a cell and its "
+                           "interconnect resistance, every branch of a series element at one voltage, each "
+                           "element carrying the pack current; the pack stops when any cell reaches a cut-off; "
+                           "cells do not exchange heat",
+            "cell_outputs": ["Current (cell s-p) [A]", "Voltage (cell s-p) [V]", "SoC (cell s-p)",
+                             "Cell temperature (cell s-p) [degC]"],
+        },
     }
 
 
