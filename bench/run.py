@@ -21,6 +21,8 @@ Sections
   e2e      the local stack (emulator + functions-framework): bursts of N legacy cell jobs
   sync     the warm local stack, one job at a time: the Java Job Manager's synchronous reply
            (POST /cell/simulate, no Prefer) against the callback's arrival (Prefer: respond-async)
+  ageing   ageing studies (bench/ageing.py): service vs direct PyBaMM cycles/s, solver memory
+           over 100/500/1,000 cycles, 1,000 SPM and 200 DFN cycles end to end (about 8 minutes)
 
 The machine may be shared: load averages are recorded before and after every section.
 """
@@ -48,7 +50,7 @@ from cli.output import format_table as table
 
 setup_env()
 
-SECTIONS = ("cold", "inproc", "overhead", "ipc", "store", "e2e", "sync")
+SECTIONS = ("cold", "inproc", "overhead", "ipc", "store", "e2e", "sync", "ageing")
 
 
 # ---------------------------------------------------------------------------
@@ -631,6 +633,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         return sync_mod.run(reps["sync"], log=lambda m: say(m))
 
     run("sync", sync)
+
+    def ageing():
+        from bench import ageing as ageing_mod
+
+        return ageing_mod.run(quick, log=lambda m: say(m))
+
+    run("ageing", ageing)
     res["meta"]["load_end"] = load()
     res["meta"]["total_s"] = round(time.perf_counter() - t_all, 1)
     res["goals"] = goals(res)

@@ -24,8 +24,9 @@ Results come back one of two ways:
   is given without ``--poll``.
 
 Either way the same table, ``results.json``, ``results.csv`` and ``plot.png`` come
-out; jobs that did not succeed have their full error printed under the table;
-no plot is written when no job has a series to draw.
+out (and ``ageing.png`` for ageing studies: capacity and loss of lithium inventory
+against cycle number); jobs that did not succeed have their full error printed
+under the table; no plot is written when no job has a series to draw.
 
 ``status``, ``result`` take a job id or a sweep id (a job id is tried first;
 ``--sweep`` says it is a sweep). ``result --csv`` prints CSV on stdout instead
@@ -219,7 +220,8 @@ def cmd_submit(args) -> int:
 
 
 def report(bodies: list[dict], out: Path, no_plot: bool, title: str) -> int:
-    """Table, full errors, results.json/.csv and plot.png; 0 if all succeeded, else 1."""
+    """Table, full errors, results.json/.csv and plot.png (and ageing.png for ageing studies:
+    capacity and loss of lithium inventory against cycle number); 0 if all succeeded, else 1."""
     from cli import output
 
     bodies = sorted(bodies, key=lambda b: (b.get("sweep") or {}).get("index", 0))
@@ -235,6 +237,11 @@ def report(bodies: list[dict], out: Path, no_plot: bool, title: str) -> int:
         spectra = plot_impedance([(output.label(b), b) for b in bodies], out, title=title)
         if spectra:
             print(f"plots: {spectra[0]}, {spectra[1]}")
+        from cli.plots import plot_ageing
+
+        ageing = plot_ageing([(output.label(b), b) for b in bodies], out / "ageing.png", title=title)
+        if ageing:
+            print(f"ageing plot: {ageing}")
         if any(output.has_series(b) for b in bodies):
             from cli.plots import plot_results
 

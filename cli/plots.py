@@ -88,3 +88,45 @@ def _draw(axes, results, temps: bool) -> None:
         ax.grid(alpha=0.3)
     if axes[0].get_legend_handles_labels()[0]:  # a column of a job with no points has nothing to list
         axes[0].legend(fontsize=8, loc="best")
+
+
+AGEING = (("Capacity [A.h]", "Capacity [A.h]"), ("Loss of lithium inventory [%]", "Loss of lithium\ninventory [%]"))
+
+
+def is_ageing(body: dict[str, Any]) -> bool:
+    """An ageing study's result: one row per cycle and an end of life."""
+    return "end_of_life" in body and bool(body.get("cycles"))
+
+
+def plot_ageing(results: list[tuple[str, dict[str, Any]]], path: Path, title: str = "") -> Optional[Path]:
+    """Capacity and loss of lithium inventory against cycle number, one line per ageing
+    result; a dashed line where a study reached its end of life. None (nothing written)
+    when no result is an ageing study."""
+    studies = [(label, body) for label, body in results if is_ageing(body)]
+    if not studies:
+        return None
+    fig, axes = plt.subplots(len(AGEING), 1, figsize=(9, 2.8 * len(AGEING) + 0.6), sharex=True)
+    for label, body in studies:
+        rows = body["cycles"]
+        x = [row["cycle"] for row in rows]
+        color = None
+        for ax, (name, _) in zip(axes, AGEING):
+            y = [row.get(name) for row in rows]
+            y = [float("nan") if v is None else v for v in y]
+            (line,) = ax.plot(x, y, label=label, color=color)
+            color = line.get_color()
+        eol = body.get("end_of_life") or {}
+        if eol.get("reached") and eol.get("cycle"):
+            for ax in axes:
+                ax.axvline(eol["cycle"], color=color, linestyle="--", alpha=0.6)
+            axes[0].annotate(f"end of life ({eol.get('criterion')}): cycle {eol['cycle']}",
+                             (eol["cycle"], rows[-1].get("Capacity [A.h]") or 0), fontsize=8,
+                             textcoords="offset points", xytext=(-4, 8), ha="right")
+    for ax, (_, ylabel) in zip(axes, AGEING):
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("Cycle number")
+    axes[0].legend(fontsize=8, loc="best")
+    if title:
+        axes[0].set_title(title)
+    return _save(fig, path)

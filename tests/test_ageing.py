@@ -330,3 +330,15 @@ def test_the_callback_and_the_stored_body_carry_the_study_s_own_keys():
                              "s", "f", 1, result=result)
     assert body["end_of_life"] == result["end_of_life"] and body["saved_cycles"] == result["saved_cycles"]
     assert [row["cycle"] for row in body["cycles"]] == [1, 2, 3]
+
+
+def test_the_cli_draws_capacity_and_lithium_inventory_against_cycle_number(tmp_path):
+    """cli.plots.plot_ageing: a PNG for an ageing result (its rows), nothing for a result without rows."""
+    from cli.plots import is_ageing, plot_ageing
+
+    result = run(study(cycles=3, end_of_life={"capacity_percent": 99.99}))
+    assert is_ageing(result) and result["end_of_life"]["reached"] is True
+    png = plot_ageing([("SPM", result)], tmp_path / "ageing.png", title="3 cycles")
+    assert png is not None and png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert plot_ageing([("cc", {"status": "succeeded", "columns": {"Time [s]": [0, 1]}})], tmp_path / "x.png") is None
+    assert not (tmp_path / "x.png").exists()
