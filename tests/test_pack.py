@@ -146,13 +146,13 @@ BAD_PACKS = [
     ({"pack": {"series": 2}, "model": {"name": "Thevenin"},
       "protocol": {"type": "experiment", "steps": ["Discharge at 1C for 1 hour"]}}, "protocol", "constant_current"),
     ({"pack": {"series": 8, "parallel": 8}, "model": {"name": "Thevenin"}}, "pack", "at most 50"),
-    ({"pack": {"series": 2, "parallel": 2, "capacity_factors": [[1, 1], [1]]}, "model": {"name": "Thevenin"}},
-     "pack", "2 rows (series) of 2 numbers"),
-    ({"pack": {"capacity_factors": [[0.2]]}, "model": {"name": "Thevenin"}}, "pack.capacity_factors.0.0",
+    ({"pack": {"series": 2, "parallel": 2, "capacity_factors": [1, 1, 1]}, "model": {"name": "Thevenin"}},
+     "pack", "must be 4 numbers (series x parallel), not 3"),
+    ({"pack": {"capacity_factors": [0.2]}, "model": {"name": "Thevenin"}}, "pack.capacity_factors.0",
      "greater than or equal to 0.5"),
     ({"pack": {"interconnect_resistance_Ohm": 1}, "model": {"name": "Thevenin"}},
      "pack.interconnect_resistance_Ohm", "less than or equal to 0.1"),
-    ({"pack": {"resistance_factors": [[1.2]]}}, "pack", "offered with model Thevenin"),
+    ({"pack": {"resistance_factors": [1.2]}}, "pack", "offered with model Thevenin"),
     ({"pack": {"series": 10, "parallel": 5}, "model": {"name": "Thevenin"}, "outputs": {"max_points": 5000}},
      "outputs.max_points", "at most 2955 points"),
     ({"pack": {"series": 2}, "protocol": {"type": "ageing", "steps": ["Discharge at 1C until 2.5 V"],
@@ -236,8 +236,8 @@ def test_differing_cells_obey_kirchhoff_and_share_current_by_capacity():
     200 A: in every series element the cell currents sum to the pack current at every
     output time (1e-6 A), every parallel branch has one voltage (cell voltage minus its
     interconnect drop, 1e-6 V), and by the end the largest cell carries more than the smallest."""
-    capacity = [[0.85, 1.0, 1.15, 1.0], [1.0, 1.0, 1.0, 1.0], [1.1, 0.9, 1.0, 1.0]]
-    resistance = [[1.0, 1.0, 1.0, 1.0], [0.8, 1.3, 1.0, 1.0], [1.0, 1.0, 1.2, 0.9]]
+    capacity = [0.85, 1.0, 1.15, 1.0, 1.0, 1.0, 1.0, 1.0, 1.1, 0.9, 1.0, 1.0]
+    resistance = [1.0, 1.0, 1.0, 1.0, 0.8, 1.3, 1.0, 1.0, 1.0, 1.0, 1.2, 0.9]
     job = circuit_job({"series": 3, "parallel": 4, "capacity_factors": capacity, "resistance_factors": resistance,
                        "interconnect_resistance_Ohm": 0.002}, current_A=200)
     assert kinds.check(job) == []
@@ -296,3 +296,23 @@ def test_a_pack_sweep_over_series(stack, receiver):
         assert r["summary"]["Number of cells connected in series to make a battery"] == ns
         assert np.allclose(r["columns"]["Voltage [V]"], cell, rtol=1e-9, atol=0)
         assert np.allclose(r["columns"]["Battery voltage [V]"], ns * cell, rtol=1e-9, atol=0)
+
+
+@pytest.mark.slow
+def test_a_pack_of_differing_cells_end_to_end(stack, receiver):
+    """2S2P Thevenin cells, one of them 20 % smaller, through the stack: per-cell currents
+    in the callback, Kirchhoff within 1e-6 A at every time, the smaller cell carrying less."""
+    body = {"model": {"name": "Thevenin"},
+            "pack": {"series": 2, "parallel": 2, "capacity_factors": [0.8, 1.0, 1.0, 1.0],
+                     "interconnect_resistance_Ohm": 0.001},
+            "protocol": {"type": "constant_current", "current_A": 100, "duration_s": 1200},
+            "outputs": {"max_points": 121}}
+    reply = submit(stack, "/jobs", body)
+    assert reply.status_code == 202, reply.text
+    job_id = reply.json()["jobId"]
+    result = receiver.wait_for([job_id], timeout_s=120)[job_id]
+    assert result["status"] == "succeeded", result
+    c = {k: np.asarray(v) for k, v in result["columns"].items()}
+    for s in (1, 2):
+        assert np.max(np.abs(c[f"Current (cell {s}-1) [A]"] + c[f"Current (cell {s}-2) [A]"] - 100.0)) < 1e-6
+    assert c["Current (cell 1-1) [A]"][-1] < c["Current (cell 1-2) [A]"][-1]

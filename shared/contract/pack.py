@@ -32,8 +32,6 @@ INTERCONNECT_RANGE_OHM = (0.0, 0.1)
 
 CapacityFactor = Annotated[float, Field(ge=CAPACITY_FACTOR_RANGE[0], le=CAPACITY_FACTOR_RANGE[1])]
 ResistanceFactor = Annotated[float, Field(ge=RESISTANCE_FACTOR_RANGE[0], le=RESISTANCE_FACTOR_RANGE[1])]
-CapacityRow = Annotated[list[CapacityFactor], Field(max_length=LIMITS["max_pack_circuit_cells"])]
-ResistanceRow = Annotated[list[ResistanceFactor], Field(max_length=LIMITS["max_pack_circuit_cells"])]
 
 
 class Pack(Strict):
@@ -49,11 +47,13 @@ class Pack(Strict):
         default=None, description="the pack's lower voltage limit (each cell's 'Lower voltage cut-off [V]' "
                                   "is this over series); default: series x the cell's")
 
-    capacity_factors: Optional[list[CapacityRow]] = Field(
+    # flat lists (Firestore keeps no arrays in arrays): cell (s, p) of series element s and
+    # parallel position p, both from 1, is number (s - 1) * parallel + (p - 1)
+    capacity_factors: Optional[list[CapacityFactor]] = Field(
         default=None, max_length=LIMITS["max_pack_circuit_cells"],
-        description="model Thevenin: each cell's capacity over the cell's, one row per series element "
-                    "(series rows of parallel numbers)")
-    resistance_factors: Optional[list[ResistanceRow]] = Field(
+        description="model Thevenin: each cell's capacity over the cell's, series x parallel numbers, "
+                    "series element by series element (cell s-p is number (s-1) x parallel + p)")
+    resistance_factors: Optional[list[ResistanceFactor]] = Field(
         default=None, max_length=LIMITS["max_pack_circuit_cells"],
         description="model Thevenin: each cell's R0 and R1 over the cell's, as capacity_factors")
     interconnect_resistance_Ohm: Optional[float] = Field(
@@ -70,8 +70,9 @@ class Pack(Strict):
     def _factor_shapes(self):
         for name in ("capacity_factors", "resistance_factors"):
             rows = getattr(self, name)
-            if rows is not None and (len(rows) != self.series or any(len(r) != self.parallel for r in rows)):
-                raise ValueError(f"{name} must be {self.series} rows (series) of {self.parallel} numbers (parallel)")
+            if rows is not None and len(rows) != self.series * self.parallel:
+                raise ValueError(f"{name} must be {self.series * self.parallel} numbers (series x parallel), "
+                                 f"not {len(rows)}")
         return self
 
     @model_validator(mode="after")

@@ -5,9 +5,9 @@ Each cell is PyBaMM's Thevenin cell with one RC pair and its lumped thermal mode
 charge, RC overpotential, cell and jig temperatures are its differential states;
 OCV(SoC), R0, R1 and C1 (of cell temperature, current and SoC) and the thermal
 masses and heat transfer come from the cell's parameter values (``ECM_Example`` or a
-job's ``ecm_cell``). Cell (s, p) — series element s, parallel position p — has its
-capacity times ``capacity_factors[s][p]`` and R0 and R1 times
-``resistance_factors[s][p]``.
+job's ``ecm_cell``). Cell (s, p) — series element s, parallel position p, from 0 — has
+its capacity times ``capacity_factors[s * parallel + p]`` and R0 and R1 times
+``resistance_factors[s * parallel + p]``.
 
 The circuit: Ns series elements, each of Np branches in parallel; a branch is one
 cell in series with its interconnect resistance R_ic (tab, weld and busbar share).
@@ -56,8 +56,8 @@ def model(series: int, parallel: int, capacity_factors: Sequence[Sequence[float]
             t_cell = pybamm.Variable(f"Cell temperature ({name}) [degC]")
             t_jig = pybamm.Variable(f"Jig temperature ({name}) [degC]")
             i = pybamm.Variable(f"Current ({name}) [A]")
-            k_q = float(capacity_factors[s][p])
-            k_r = float(resistance_factors[s][p])
+            k_q = float(capacity_factors[s * parallel + p])
+            k_r = float(resistance_factors[s * parallel + p])
             ocv = param.ocv(soc)
             r0 = k_r * param.rcr_element("R0 [Ohm]", t_cell, i, soc)
             r1 = k_r * param.rcr_element("R1 [Ohm]", t_cell, i, soc)
@@ -205,7 +205,7 @@ def simulate(job) -> dict[str, Any]:
     else:
         end = min(UNTIL_CUT_OFF_FACTOR * 3600.0 * capacity * np_ / abs(current), LIMITS["max_duration_s"])
         notes.append("runs until a cell reaches a voltage cut-off")
-    ones = [[1.0] * np_ for _ in range(ns)]
+    ones = [1.0] * (ns * np_)
     t_interp = np.linspace(0.0, end, job.outputs.max_points)
     t_solve = time.perf_counter()
     try:
