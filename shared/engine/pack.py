@@ -60,9 +60,6 @@ def errors(job) -> list[dict[str, str]]:
             out.append({"field": f"pack.{field}",
                         "error": f"give either pack.{field} (the pack's) or parameters.{name} (the cell's), "
                                  f"not both"})
-    if BATTERY_I in job.outputs.variables and "Current [A]" not in job.outputs.variables \
-            and len(job.outputs.variables) >= 30:
-        out.append({"field": "outputs.variables", "error": "at most 30 variables"})
     return out
 
 

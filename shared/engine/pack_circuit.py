@@ -155,10 +155,16 @@ def check(job) -> list[dict[str, str]]:
     if job.ecm_cell is not None:
         errors.append({"field": "ecm_cell", "error": "a pack's cells are ECM_Example cells (an ecm_cell is not "
                                                      "offered in packs yet)"})
-    keys = ecm.example_set().keys()
-    for name in job.parameters:
-        if name not in keys:
-            errors.append({"field": f"parameters.{name}", "error": f"not a parameter of {ecm.EXAMPLE_SET}"})
+    from shared.contract.job import DEFAULT_OUTPUTS
+
+    if list(job.outputs.variables) != list(DEFAULT_OUTPUTS):
+        errors.append({"field": "outputs.variables", "error": "a pack of equivalent-circuit cells has fixed "
+                                                              "columns (the battery's and each cell's); leave "
+                                                              "outputs.variables out"})
+    if not errors:  # the cell's own checks (parameters, initial SOC, cut-offs), as the Thevenin kind's
+        from shared.engine.pack import field_of
+
+        errors += [field_of(e, job) for e in ecm.check(one_cell(job))]
     values = (3 + len(VARIABLES_PER_CELL) * n) * job.outputs.max_points
     if not job.outputs.summary_only and values > MAX_VALUES:
         errors.append({"field": "outputs.max_points",
@@ -166,6 +172,21 @@ def check(job) -> list[dict[str, str]]:
                                 f"above {MAX_VALUES} values; ask for at most "
                                 f"{MAX_VALUES // (3 + len(VARIABLES_PER_CELL) * n)} points"})
     return errors
+
+
+def one_cell(job):
+    """One cell of the pack as a Thevenin job (its checks): the pack's voltage limits over
+    ``series`` as its cut-offs, the pack current over ``parallel``."""
+    pack = job.pack
+    parameters = dict(job.parameters)
+    if pack.upper_voltage_V is not None:
+        parameters[UPPER] = pack.upper_voltage_V / pack.series
+    if pack.lower_voltage_V is not None:
+        parameters[LOWER] = pack.lower_voltage_V / pack.series
+    protocol = job.protocol.model_copy(deep=True)
+    if protocol.type == "constant_current" and protocol.current_A is not None:
+        protocol.current_A = protocol.current_A / pack.parallel
+    return job.model_copy(update={"pack": None, "parameters": parameters, "protocol": protocol})
 
 
 def simulate(job) -> dict[str, Any]:
