@@ -185,11 +185,10 @@ def describe() -> dict[str, Any]:
     }
 
 
-from shared.engine.kinds import Cell, Kind  # noqa: E402 - kinds imports this module after its classes
-
-
-class Battery(Kind):
-    """A pack of identical cells (any job with ``pack``): one cell solved by the Cell kind."""
+class Battery:
+    """A pack (any job with ``pack``): identical cells, one of them solved by the Cell kind;
+    Thevenin cells that may differ, by ``pack_circuit``. A ``kinds.Kind`` in all but its
+    base class: ``kinds`` imports this module, which imports ``kinds`` only when it runs."""
 
     name = "pack"
 
@@ -204,6 +203,7 @@ class Battery(Kind):
 
     def _check(self, job, values_only: bool):
         from shared.engine import failures
+        from shared.engine.kinds import Cell
 
         cell = Cell()
         if job.model.name == "Thevenin":
@@ -237,6 +237,8 @@ class Battery(Kind):
             from shared.engine import pack_circuit
 
             return pack_circuit.simulate(job)
+        from shared.engine.kinds import Cell
+
         return battery_result(job, Cell().simulate(cell_job(job), compiled=compiled))
 
     def describe(self):
