@@ -238,6 +238,18 @@ TABLES = {"capacity_Ah": 5, "soc": [0, 0.5, 1], "ocv_V": [3.0, 3.6, 4.2], "r0_Oh
     ({"parameters": {"Negative electrode porosity": 0.3}}, "parameters.Negative electrode porosity",
      ["not a parameter"]),
     ({"parameters": {"Cell thermal mass [J/K]": -1}}, "parameters.Cell thermal mass [J/K]", ["(0, 1e+09]"]),
+    # numbers given for the circuit's elements (these used to pass the checks and fail in the worker)
+    ({"parameters": {"R0 [Ohm]": -1}}, "parameters.R0 [Ohm]", ["(0, 1000]"]),
+    ({"parameters": {"R1 [Ohm]": 0}}, "parameters.R1 [Ohm]", ["(0, 1000]"]),
+    ({"parameters": {"C1 [F]": 0}}, "parameters.C1 [F]", ["(0, 1e+09]"]),
+    ({"parameters": {"Element-1 initial overpotential [V]": 100}},
+     "parameters.Element-1 initial overpotential [V]", ["[-1, 1]"]),
+    ({"parameters": {"Entropic change [V/K]": 5}}, "parameters.Entropic change [V/K]", ["[-0.01, 0.01]"]),
+    ({"parameters": {"Open-circuit voltage [V]": 9}}, "parameters.Open-circuit voltage [V]", ["[0.5, 5.5]"]),
+    # the job gave only cut-offs the set's own initial SOC is outside of: the cut-offs are named
+    ({"ecm_cell": {**TABLES, "lower_voltage_cut_off_V": 3.7}}, "ecm_cell", ["outside the cut-offs 3.7-4.2 V"]),
+    ({"parameters": {"Upper voltage cut-off [V]": 3.5}}, "parameters.Upper voltage cut-off [V]",
+     ["outside the cut-offs 3.2-3.5 V"]),
     ({"conditions": {"initial_soc": 1.0}}, "conditions.initial_soc", ["strictly between"]),
     ({"ecm_cell": {**TABLES, "soc": [0, 0.6, 0.5]}}, "ecm_cell.soc", ["strictly increasing"]),
     ({"ecm_cell": {**TABLES, "soc": [0, 0.5, 1.2]}}, "ecm_cell.soc", ["[0, 1]"]),

@@ -135,6 +135,7 @@ def test_points_per_decade_spans_the_range_with_both_ends():
     h = FrequencyRange(min_Hz=1, max_Hz=1e3, points=4).values()
     assert np.allclose(h, [1, 10, 100, 1000])
     assert FrequencyRange(min_Hz=50, max_Hz=50, points=3).values() == [50.0]
+    assert FrequencyRange(min_Hz=50, max_Hz=50, points=1).values() == [50.0]
 
 
 @pytest.mark.parametrize("protocol, text", [
@@ -142,6 +143,8 @@ def test_points_per_decade_spans_the_range_with_both_ends():
     ({"frequency_range": {"min_Hz": 1e-5, "max_Hz": 1, "points": 5}}, "greater than or equal to 0.0001"),
     ({"frequency_range": {"min_Hz": 10, "max_Hz": 1, "points": 5}}, "max_Hz must be at least min_Hz"),
     ({"frequency_range": {"min_Hz": 1, "max_Hz": 10}}, "exactly one of points or points_per_decade"),
+    # one point over a range used to drop max_Hz silently
+    ({"frequency_range": {"min_Hz": 1e-3, "max_Hz": 1e3, "points": 1}}, "points = 1 leaves max_Hz out"),
     ({"frequencies_Hz": [1, 2e6]}, "2000000.0 Hz is outside [0.0001, 1e+06] Hz"),
     ({"frequencies_Hz": [1.0] * 201}, "at most 200 items"),
     ({}, "exactly one of frequencies_Hz or frequency_range"),
@@ -183,7 +186,7 @@ def no_api_key(monkeypatch):
     ({"protocol": {"type": "impedance", "frequency_range": {"min_Hz": 1e-3, "max_Hz": 1e5, "points_per_decade": 40}}},
      "protocol.frequency_range", "the limit is 200"),
     ({"model": {"name": "SPM", "options": {"thermal": "warm"}}}, "model.options", "thermal"),
-    ({"parameters": {"Separator porosity": 1.5}}, "parameters.Separator porosity", ""),
+    ({"parameters": {"Separator porosity": 1.5}}, "parameters.Separator porosity", "1.5"),
     ({"parameters": {"No such parameter [V]": 1.0}}, "parameters.No such parameter [V]", "not a parameter"),
 ])
 def test_an_impedance_job_pybamm_cannot_run_is_a_400_naming_the_field(no_api_key, published, change, field,

@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from shared.contract.job import Job
+from shared.contract.limits import LIMITS
 from shared.engine import kinds, pack
 from tests.conftest import submit
 from tests.test_submit_function import Recorder, call, fields_of  # noqa: F401 - its settings fixture below
@@ -143,6 +144,11 @@ BAD_PACKS = [
     ({"pack": {"series": 4, "upper_voltage_V": 16.8},
       "parameters": {"Upper voltage cut-off [V]": 4.2}}, "pack.upper_voltage_V", "not both"),
     ({"pack": {"series": 4}, "parameters": {SERIES: 4}}, f"parameters.{SERIES}", "pack.series"),
+    # cells that differ: the pack's limit used to win silently over the cell's cut-off
+    ({"pack": {"series": 2, "lower_voltage_V": 6.6}, "model": {"name": "Thevenin"},
+      "parameters": {"Lower voltage cut-off [V]": 3.0}}, "pack.lower_voltage_V", "not both"),
+    ({"pack": {"series": 2}, "model": {"name": "Thevenin"}, "parameters": {"R0 [Ohm]": -0.1}},
+     "parameters.R0 [Ohm]", "(0, 1000]"),
     ({"pack": {"series": 2}, "model": {"name": "Thevenin"},
       "protocol": {"type": "experiment", "steps": ["Discharge at 1C for 1 hour"]}}, "protocol", "constant_current"),
     ({"pack": {"series": 8, "parallel": 8}, "model": {"name": "Thevenin"}}, "pack", "at most 50"),
@@ -202,11 +208,12 @@ def test_a_pack_voltage_limit_the_cell_cannot_take_names_the_pack_field():
 def test_the_catalog_lists_the_pack_limits_and_assumptions():
     """The pack kind's entry (the catalog lists every kind's ``describe`` under "kinds")."""
     entry = kinds.described()["pack"]
-    assert entry["limits"] == {"max_pack_series": 1000, "max_pack_parallel": 1000}
+    assert entry["limits"] == {"max_pack_series": LIMITS["max_pack_series"],
+                               "max_pack_parallel": LIMITS["max_pack_parallel"]}
     assert "no interconnect resistance" in entry["assumptions"]
     assert "C-rates" in entry["per_pack"] and "parameters" in entry["per_cell"]
     assert entry["battery_outputs"] == ["Battery voltage [V]", "Battery current [A]"]
-    assert entry["differing_cells"]["max_pack_circuit_cells"] == 50
+    assert entry["differing_cells"]["max_pack_circuit_cells"] == LIMITS["max_pack_circuit_cells"]
     assert entry["differing_cells"]["interconnect_resistance_Ohm"] == [0.0, 0.1]
 
 

@@ -61,25 +61,12 @@ class EcmCell(Strict):
     @field_validator("soc")
     @classmethod
     def _soc_axis(cls, v: list[float]):
-        _finite(v)
-        if any(not 0 <= x <= 1 for x in v):
-            raise ValueError("every SOC point must be in [0, 1]")
-        if any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError("SOC points must be strictly increasing")
-        return v
+        return _axis(v, (0.0, 1.0), "", "SOC points")
 
     @field_validator("temperatures_C")
     @classmethod
     def _temperature_axis(cls, v: Optional[list[float]]):
-        if v is None:
-            return v
-        _finite(v)
-        lo, hi = TEMPERATURE_RANGE_C
-        if any(not lo <= x <= hi for x in v):
-            raise ValueError(f"every temperature must be in [{lo:g}, {hi:g}] degC")
-        if any(b <= a for a, b in zip(v, v[1:])):
-            raise ValueError("temperatures must be strictly increasing")
-        return v
+        return None if v is None else _axis(v, TEMPERATURE_RANGE_C, " degC", "temperatures")
 
     @field_validator("ocv_V")
     @classmethod
@@ -121,8 +108,7 @@ class EcmCell(Strict):
 
     @model_validator(mode="after")
     def _cut_offs(self):
-        lower = self.lower_voltage_cut_off_V if self.lower_voltage_cut_off_V is not None else min(self.ocv_V)
-        upper = self.upper_voltage_cut_off_V if self.upper_voltage_cut_off_V is not None else max(self.ocv_V)
+        lower, upper = self.cut_offs()
         if lower >= upper:
             raise ValueError(f"the lower voltage cut-off ({lower:g} V) must be below the upper one ({upper:g} V)")
         return self
@@ -137,6 +123,17 @@ class EcmCell(Strict):
 def _finite(values) -> None:
     if any(not math.isfinite(x) for x in values):
         raise ValueError("values must be finite numbers")
+
+
+def _axis(v: list[float], bounds: tuple[float, float], unit: str, what: str) -> list[float]:
+    """An axis: finite, within ``bounds`` (inclusive), strictly increasing."""
+    _finite(v)
+    lo, hi = bounds
+    if any(not lo <= x <= hi for x in v):
+        raise ValueError(f"every one of the {what} must be in [{lo:g}, {hi:g}]{unit}")
+    if any(b <= a for a, b in zip(v, v[1:])):
+        raise ValueError(f"{what} must be strictly increasing")
+    return v
 
 
 def _table(v: Table, info: ValidationInfo, what: str, bounds: tuple[float, float], unit: str,

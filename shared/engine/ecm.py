@@ -19,6 +19,7 @@ PyBaMM is imported inside the functions: ``kinds`` loads this module without it.
 from __future__ import annotations
 
 import os
+import re
 import time
 from functools import lru_cache
 from typing import Any, Optional
@@ -26,7 +27,7 @@ from typing import Any, Optional
 from shared.contract.ecm import (
     CAPACITANCE_RANGE_F, ENTROPIC_CHANGE_LIMIT_V_PER_K, RESISTANCE_RANGE_OHM, TEMPERATURE_RANGE_C, EcmCell)
 from shared.contract.job import DEFAULT_OUTPUTS
-from shared.contract.limits import LIMITS
+from shared.contract.limits import LIMITS, VOLTAGE_RANGE_V
 from shared.engine.errors import SimulationError, short
 from shared.engine.kinds import Kind  # (kinds imports this module after defining Kind: import kinds first)
 
@@ -44,12 +45,14 @@ OPTIONS_OFFERED: dict[str, list] = {
     DIFFUSION: ["false", "true"],
 }
 DIFFUSION_TIME = "Diffusion time constant [s]"  # needed by the diffusion element, not in ECM_Example
+INITIAL_OVERPOTENTIAL_LIMIT_V = 1.0  # an RC pair's overpotential at the start, either sign
 
 SOC = "Initial SoC"
 CAPACITY = "Cell capacity [A.h]"
 NOMINAL = "Nominal cell capacity [A.h]"
 LOWER, UPPER = "Lower voltage cut-off [V]", "Upper voltage cut-off [V]"
 AMBIENT, INITIAL_T = "Ambient temperature [K]", "Initial temperature [K]"
+OCV = "Open-circuit voltage [V]"
 # Numbers that may change from job to job without rebuilding the model (as the cell's).
 INPUT_CANDIDATES = (UPPER, LOWER, CAPACITY, NOMINAL, AMBIENT, INITIAL_T, SOC)
 # ECM_Example's values a user's cell keeps (the thermal model, the initial state).
@@ -65,7 +68,29 @@ RANGES = {
     "Cell-jig heat transfer coefficient [W/K]": (0.0, 1e6, False),
     "Jig-air heat transfer coefficient [W/K]": (0.0, 1e6, False),
     DIFFUSION_TIME: (0.0, 1e7, False),
+    OCV: (VOLTAGE_RANGE_V[0], VOLTAGE_RANGE_V[1], True),
+    "Entropic change [V/K]": (-ENTROPIC_CHANGE_LIMIT_V_PER_K, ENTROPIC_CHANGE_LIMIT_V_PER_K, True),
+    "RCR lookup limit [A]": (0.0, 1e4, False),
+    "Current function [A]": (-LIMITS["max_current_A"], LIMITS["max_current_A"], True),
 }
+# The circuit's elements, numbered from 1 (R0 too), given as numbers in ``parameters``.
+ELEMENT_RANGES = {
+    re.compile(r"R\d+ \[Ohm\]"): (*RESISTANCE_RANGE_OHM, False),
+    re.compile(r"C\d+ \[F\]"): (*CAPACITANCE_RANGE_F, False),
+    re.compile(r"Element-\d+ initial overpotential \[V\]"): (-INITIAL_OVERPOTENTIAL_LIMIT_V,
+                                                              INITIAL_OVERPOTENTIAL_LIMIT_V, True),
+}
+
+
+def parameter_range(name: str) -> Optional[tuple[float, float, bool]]:
+    """(low, high, whether low itself is allowed) of a number ``parameters`` may give, by
+    PyBaMM name; None for the cut-offs (the contract checks them)."""
+    if name in RANGES:
+        return RANGES[name]
+    for pattern, bounds in ELEMENT_RANGES.items():
+        if pattern.fullmatch(name):
+            return bounds
+    return None
 
 # Variables the service adds to the model (the result and the default outputs read them).
 ADDED_VARIABLES = ("Discharge capacity [A.h]", "Volume-averaged cell temperature [K]")
@@ -307,6 +332,7 @@ def simulate(job) -> dict[str, Any]:
     from shared.engine import failures
     from shared.engine.results import result as result_of
     from shared.engine.results import values
+    from shared.engine.timings import timings
 
     t_start = time.perf_counter()
     plan_ = plan(job)
@@ -323,13 +349,7 @@ def simulate(job) -> dict[str, Any]:
     result["summary"]["Final state of charge"] = round(float(values(solution, "SoC")[-1]), 6)
     del solution
     cache.trim_to_memory()
-    result["timings"] = {
-        "cache": cache_state,
-        "compiled": False,
-        "build_s": round(entry.built_s, 4) if cache_state == "miss" else 0.0,
-        "solve_s": round(solve_s, 4),
-        "total_s": round(time.perf_counter() - t_start, 4),
-    }
+    result["timings"] = timings(cache_state, entry.built_s, solve_s, t_start)
     return result
 
 
@@ -379,8 +399,8 @@ def check(job) -> list[dict[str, str]]:
     for name, value in job.parameters.items():
         if name not in allowed:
             errors.append({"field": f"parameters.{name}", "error": f"not a parameter of {MODEL_NAME} with {source}"})
-        elif name in RANGES:
-            lo, hi, closed = RANGES[name]
+        elif parameter_range(name) is not None:
+            lo, hi, closed = parameter_range(name)
             if not ((lo <= value) if closed else (lo < value)) or value > hi:
                 errors.append({"field": f"parameters.{name}",
                                "error": f"must be in {'[' if closed else '('}{lo:g}, {hi:g}]"})
@@ -423,11 +443,17 @@ def _state_errors(job, base) -> list[dict[str, str]]:
     if not 0 < soc < 1:
         return [{"field": field, "error": f"{soc:g}: the Thevenin model's SoC events end a run at 0 and 1; "
                                           "give a value strictly between"}]
+    given = [n for n in (LOWER, UPPER) if n in job.parameters]
     if lower >= upper:
-        return [{"field": f"parameters.{LOWER}", "error": f"{lower:g} V must be below the upper cut-off {upper:g} V"}]
+        return [{"field": f"parameters.{(given or [LOWER])[0]}",
+                 "error": f"the lower cut-off {lower:g} V must be below the upper cut-off {upper:g} V"}]
+    if job.conditions.initial_soc is None and SOC not in job.parameters:
+        # the set's own initial SOC: what the job gave is the cut-offs
+        field = (f"parameters.{given[0]}" if given else
+                 "ecm_cell" if job.ecm_cell is not None else "conditions.initial_soc")
     try:
-        symbol = pybamm.FunctionParameter("Open-circuit voltage [V]", {"SoC": pybamm.Scalar(soc)})
-        ocv = float(np.ravel(base.evaluate(symbol))[0])
+        symbol = pybamm.FunctionParameter(OCV, {"SoC": pybamm.Scalar(soc)})
+        ocv = float(job.parameters[OCV]) if OCV in job.parameters else float(np.ravel(base.evaluate(symbol))[0])
     except Exception:  # noqa: BLE001 - the solver's own check (failures.translate) still applies
         return []
     if not lower < ocv < upper:

@@ -12,7 +12,7 @@ PyBaMM imports inside the functions: ``kinds`` loads this module without PyBaMM.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from shared.contract.job import DEFAULT_OUTPUTS
@@ -80,7 +80,6 @@ class Built:
     defaults: dict[str, float]
     built_s: float
     set_soc: Optional[float] = None  # the parameter set's own state of charge (no SOC asked)
-    memo: dict = field(default_factory=dict)
 
 
 def _configuration(job):
@@ -233,24 +232,25 @@ class Impedance(Kind):
         return job.protocol.type == "impedance"
 
     def check(self, job):
-        errors = shape_errors(job)
-        if errors:
-            return errors
-        from shared.engine import catalog
-
-        return catalog.check(with_surface_form(job))
+        return self._check(job, values_only=False)
 
     def check_values(self, job):
+        return self._check(job, values_only=True)
+
+    def _check(self, job, values_only: bool):
+        """The impedance job's own shape, then the cell's checks with the surface form set."""
         errors = shape_errors(job)
         if errors:
             return errors
         from shared.engine import catalog
 
-        return catalog.check_values(with_surface_form(job))
+        cell_check = catalog.check_values if values_only else catalog.check
+        return cell_check(with_surface_form(job))
 
     def simulate(self, job, compiled=None, segment=None):
         from shared.engine import cache
         from shared.engine.errors import SimulationError
+        from shared.engine.timings import timings
 
         if segment is not None:
             raise SimulationError("an impedance job does not run in segments")
@@ -264,13 +264,7 @@ class Impedance(Kind):
             notes.append("the parameter set's own initial concentrations were used (no state of charge known)")
         out = result(job, computed, notes)
         cache.trim_to_memory()
-        out["timings"] = {
-            "cache": state,
-            "compiled": False,
-            "build_s": round(entry.built_s, 4) if state == "miss" else 0.0,
-            "solve_s": round(solve_s, 4),
-            "total_s": round(time.perf_counter() - t0, 4),
-        }
+        out["timings"] = timings(state, entry.built_s, solve_s, t0)
         return out
 
     def describe(self):

@@ -55,24 +55,33 @@ def errors(job) -> list[dict[str, str]]:
                                               f"not {job.protocol.type!r}"})
     if SERIES in job.parameters:
         out.append({"field": f"parameters.{SERIES}", "error": "give pack.series instead"})
+    return out + cut_off_errors(job)
+
+
+def cut_off_errors(job) -> list[dict[str, str]]:
+    """A pack voltage limit and the cell's cut-off of the same side given together."""
+    return [{"field": f"pack.{field}",
+             "error": f"give either pack.{field} (the pack's) or parameters.{name} (the cell's), not both"}
+            for name, field in CUT_OFF_FIELDS.items()
+            if getattr(job.pack, field) is not None and name in job.parameters]
+
+
+def cell_parameters(job) -> dict[str, float]:
+    """The job's ``parameters`` for one cell: the pack's voltage limits over ``series`` as
+    the cell's cut-offs."""
+    parameters = dict(job.parameters)
     for name, field in CUT_OFF_FIELDS.items():
-        if getattr(job.pack, field) is not None and name in job.parameters:
-            out.append({"field": f"pack.{field}",
-                        "error": f"give either pack.{field} (the pack's) or parameters.{name} (the cell's), "
-                                 f"not both"})
-    return out
+        if getattr(job.pack, field) is not None:
+            parameters[name] = getattr(job.pack, field) / job.pack.series
+    return parameters
 
 
 def cell_job(job):
     """The job of one cell of the pack (``job.pack`` set; see the module's docstring)."""
     pack = job.pack
     ns, np_ = pack.series, pack.parallel
-    parameters = dict(job.parameters)
+    parameters = cell_parameters(job)
     parameters[SERIES] = float(ns)
-    if pack.upper_voltage_V is not None:
-        parameters[UPPER] = pack.upper_voltage_V / ns
-    if pack.lower_voltage_V is not None:
-        parameters[LOWER] = pack.lower_voltage_V / ns
     protocol = job.protocol.model_copy(deep=True)
     if protocol.type == "constant_current" and protocol.current_A is not None:
         protocol.current_A = protocol.current_A / np_

@@ -32,8 +32,8 @@ def cell_name(s: int, p: int) -> str:
     return f"cell {s + 1}-{p + 1}"
 
 
-def model(series: int, parallel: int, capacity_factors: Sequence[Sequence[float]],
-          resistance_factors: Sequence[Sequence[float]], interconnect_ohm: float):
+def model(series: int, parallel: int, capacity_factors: Sequence[float],
+          resistance_factors: Sequence[float], interconnect_ohm: float):
     """The pack's PyBaMM model (parameters by PyBaMM's ECM names; "Current function [A]"
     is the pack current, positive on discharge)."""
     import pybamm
@@ -122,7 +122,6 @@ def solve(parameter_values, series: int, parallel: int, capacity_factors, resist
 
 VARIABLES_PER_CELL = ("Current", "Voltage", "SoC", "Cell temperature")
 CELL_CAPACITY = "Cell capacity [A.h]"
-LOWER, UPPER = "Lower voltage cut-off [V]", "Upper voltage cut-off [V]"
 UNTIL_CUT_OFF_FACTOR = 1.5  # as constant_current: 1.5 x the hours a full charge lasts
 # the largest result the store is shown to hold: 20,000 points x 30 variables
 MAX_VALUES = 20_000 * 30
@@ -161,9 +160,10 @@ def check(job) -> list[dict[str, str]]:
         errors.append({"field": "outputs.variables", "error": "a pack of equivalent-circuit cells has fixed "
                                                               "columns (the battery's and each cell's); leave "
                                                               "outputs.variables out"})
-    if not errors:  # the cell's own checks (parameters, initial SOC, cut-offs), as the Thevenin kind's
-        from shared.engine.pack import field_of
+    from shared.engine.pack import cut_off_errors, field_of
 
+    errors += cut_off_errors(job)
+    if not errors:  # the cell's own checks (parameters, initial SOC, cut-offs), as the Thevenin kind's
         errors += [field_of(e, job) for e in ecm.check(one_cell(job))]
     values = (3 + len(VARIABLES_PER_CELL) * n) * job.outputs.max_points
     if not job.outputs.summary_only and values > MAX_VALUES:
@@ -177,16 +177,12 @@ def check(job) -> list[dict[str, str]]:
 def one_cell(job):
     """One cell of the pack as a Thevenin job (its checks): the pack's voltage limits over
     ``series`` as its cut-offs, the pack current over ``parallel``."""
-    pack = job.pack
-    parameters = dict(job.parameters)
-    if pack.upper_voltage_V is not None:
-        parameters[UPPER] = pack.upper_voltage_V / pack.series
-    if pack.lower_voltage_V is not None:
-        parameters[LOWER] = pack.lower_voltage_V / pack.series
+    from shared.engine.pack import cell_parameters
+
     protocol = job.protocol.model_copy(deep=True)
     if protocol.type == "constant_current" and protocol.current_A is not None:
-        protocol.current_A = protocol.current_A / pack.parallel
-    return job.model_copy(update={"pack": None, "parameters": parameters, "protocol": protocol})
+        protocol.current_A = protocol.current_A / job.pack.parallel
+    return job.model_copy(update={"pack": None, "parameters": cell_parameters(job), "protocol": protocol})
 
 
 def simulate(job) -> dict[str, Any]:
@@ -199,16 +195,14 @@ def simulate(job) -> dict[str, Any]:
     from shared.contract.limits import LIMITS
     from shared.engine import ecm
     from shared.engine.errors import SimulationError, short
+    from shared.engine.pack import cell_parameters
+    from shared.engine.timings import timings
 
     t0 = time.perf_counter()
     pack, protocol, cond = job.pack, job.protocol, job.conditions
     ns, np_ = pack.series, pack.parallel
     pv = ecm.example_set().copy()
-    pv.update(dict(job.parameters))
-    if pack.upper_voltage_V is not None:
-        pv[UPPER] = pack.upper_voltage_V / ns
-    if pack.lower_voltage_V is not None:
-        pv[LOWER] = pack.lower_voltage_V / ns
+    pv.update(cell_parameters(job))
     if cond.initial_soc is not None:
         pv["Initial SoC"] = cond.initial_soc
     if cond.ambient_temperature_C is not None:
@@ -275,6 +269,5 @@ def simulate(job) -> dict[str, Any]:
         columns = {"Time [s]": t.tolist(), "Battery voltage [V]": v.tolist(), "Battery current [A]": i.tolist()}
         columns.update({k: val.tolist() for k, val in cells.items()})
         result["columns"] = columns
-    result["timings"] = {"cache": "none", "compiled": False, "build_s": 0.0, "solve_s": round(solve_s, 4),
-                         "total_s": round(time.perf_counter() - t0, 4)}
+    result["timings"] = timings("none", 0.0, solve_s, t0)
     return result

@@ -37,6 +37,8 @@ class FrequencyRange(Strict):
             raise ValueError("max_Hz must be at least min_Hz")
         if (self.points is None) == (self.points_per_decade is None):
             raise ValueError("give exactly one of points or points_per_decade")
+        if self.points == 1 and self.max_Hz > self.min_Hz:
+            raise ValueError("points = 1 leaves max_Hz out: give at least 2 points (both ends), or min_Hz = max_Hz")
         n = self.count()
         if n > MAX_FREQUENCIES:
             raise ValueError(f"{n} frequencies; the limit is {MAX_FREQUENCIES} (max_impedance_frequencies)")
@@ -50,7 +52,9 @@ class FrequencyRange(Strict):
         if hi - lo < 1e-12:
             return [float(self.min_Hz)]
         if self.points is not None:
-            return np.logspace(lo, hi, max(self.points, 2)).tolist() if self.points > 1 else [float(self.min_Hz)]
+            out = np.logspace(lo, hi, self.points).tolist()
+            out[0], out[-1] = float(self.min_Hz), float(self.max_Hz)
+            return out
         # every 1/points_per_decade decade from min_Hz up to max_Hz, and max_Hz itself
         steps = (hi - lo) * self.points_per_decade
         n = int(math.floor(steps + 1e-9))
