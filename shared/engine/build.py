@@ -11,7 +11,7 @@ import pybamm
 
 from shared.engine import cache, precompiled
 from shared.engine.errors import SimulationError, short
-from shared.engine.models import MODELS, model_options
+from shared.engine.models import make, model_options
 
 # Solver tolerances: at least as tight as the original service's Casadi solver.
 ATOL = 1e-6
@@ -38,7 +38,7 @@ class Built:
 def build(job, plan, compiled: bool) -> Built:
     t0 = time.perf_counter()
     try:
-        model = MODELS[job.model.name](options=model_options(job) or None)
+        model = make(job.model.name, model_options(job))
     except Exception as exc:
         raise SimulationError(f"model.options: PyBaMM rejected the options: {short(exc)}") from exc
     options = plan.protocol.solver_options(plan)

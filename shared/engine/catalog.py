@@ -18,21 +18,24 @@ import pybamm  # noqa: E402
 
 from shared.contract.job import DEFAULT_OUTPUTS, Job  # noqa: E402
 from shared.contract.limits import LIMITS  # noqa: E402
-from shared.engine import drive_cycles, failures, physical, protocols  # noqa: E402
+from shared.engine import compatibility, drive_cycles, failures, physical, protocols  # noqa: E402
 from shared.engine.errors import SimulationError  # noqa: E402
 from shared.engine.errors import short as _short  # noqa: E402
-from shared.engine.models import MODELS  # noqa: E402
+from shared.engine.models import MODELS, TAKES_OPTIONS, described_sets, make  # noqa: E402
+from shared.engine.models import model_options, set_options  # noqa: E402
 from shared.engine.parameters import base_set  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-# The parameter sets offered. tests/test_native.py compares five of them (Chen2020,
-# Marquis2019, Mohtat2020, NCA_Kim2011, Prada2013) with a direct PyBaMM solve for
-# SPM, SPMe and DFN.
-PARAMETER_SETS = (
-    "Chen2020", "Marquis2019", "Ecker2015", "OKane2022", "ORegan2022",
-    "Mohtat2020", "Prada2013", "NCA_Kim2011", "Ai2020",
-)
+# The parameter sets offered: every set PyBaMM ships that solves with at least one
+# offered model (``compatibility``: measured, kept in compatibility.json).
+# tests/test_parameter_sets.py compares every offered pair with a direct PyBaMM solve.
+PARAMETER_SETS = tuple(compatibility.offered_sets())
+# The sets degradation options (ageing studies) are offered with: lithium-ion sets that
+# solve with SPM, SPMe and DFN and need no options of their own.
+DEGRADATION_SETS = tuple(
+    s for s in PARAMETER_SETS
+    if all(compatibility.offered(s, m) for m in ("SPM", "SPMe", "DFN")) and not set_options(s))
 # Degradation options (ageing studies): the catalog lists, for each value, the offered
 # parameter sets that carry every parameter it needs (``option_parameter_sets``).
 DEGRADATION_OPTIONS = {
@@ -58,16 +61,17 @@ OPTIONS_OFFERED = {
 @lru_cache(maxsize=32)
 def _model_info(name: str, options: tuple) -> tuple[frozenset, frozenset, frozenset]:
     """(all variable names, scalar variable names, parameter names it needs) of a model."""
-    model = MODELS[name](options=dict(options) or None)
+    model = make(name, dict(options))
     names = frozenset(model.variables.keys())
     scalars = frozenset(k for k, v in model.variables.items() if not v.domain)
     return names, scalars, frozenset(model.get_parameter_info().keys())
 
 
-def _needed_alone(name: str, option: tuple) -> frozenset:
-    """The parameters a model needs with this one option (empty if it cannot be built so)."""
+def _needed_alone(name: str, option: tuple, base: tuple = ()) -> frozenset:
+    """The parameters a model needs with this one option (and the set's own options
+    ``base``; empty if it cannot be built so)."""
     try:
-        return _model_info(name, (option,))[2]
+        return _model_info(name, tuple(sorted(dict(base + (option,)).items())))[2]
     except Exception:  # noqa: BLE001 - an option that needs another one to build
         return frozenset()
 
@@ -79,10 +83,11 @@ def _missing_parameters(job: Job, needed: frozenset, keys: set, source: str) -> 
     if not missing:
         return []
     errors = []
-    plain = _model_info(job.model.name, ())[2]
+    base = tuple(sorted(set_options(job.parameter_set).items())) if job.bpx is None else ()
+    plain = _model_info(job.model.name, base)[2]
     blamed: set[str] = set()
     for option in sorted(job.model.options.items()):
-        mine = sorted((_needed_alone(job.model.name, option) - plain) & set(missing))
+        mine = sorted((_needed_alone(job.model.name, option, base) - plain) & set(missing))
         if mine:
             blamed.update(mine)
             errors.append({"field": f"model.options.{option[0]}", "error": (
@@ -149,8 +154,10 @@ def check(job: Job) -> list[dict[str, str]]:
         unsafe = bpx_expression_errors(job.bpx)
         if unsafe:  # refused before the bpx package turns them into code
             return unsafe
-    errors: list[dict[str, str]] = []
-    options = tuple(sorted(job.model.options.items()))
+    errors: list[dict[str, str]] = _model_errors(job)
+    if errors:
+        return errors
+    options = tuple(sorted(model_options(job).items()))
     try:
         names, scalars, needed = _model_info(job.model.name, options)
     except Exception as exc:  # noqa: BLE001 - PyBaMM names the bad option
@@ -176,6 +183,10 @@ def check(job: Job) -> list[dict[str, str]]:
     elif job.parameter_set not in pybamm.parameter_sets:
         errors.append({"field": "parameter_set", "error": f"unknown; one of {list(PARAMETER_SETS)}"})
         source = ""
+    elif compatibility.pair_error(job.parameter_set, job.model.name):
+        errors.append({"field": "parameter_set",
+                       "error": compatibility.pair_error(job.parameter_set, job.model.name)})
+        return errors + job.protocol.check()
     else:
         try:
             set_id, pv = base_set(job)
@@ -201,9 +212,47 @@ def check(job: Job) -> list[dict[str, str]]:
                 errors.append({"field": "outputs.variables",
                                "error": f"{var!r} is not a scalar (0-D) variable"})
 
+    if job.bpx is None and job.conditions.initial_soc is not None:
+        refused = compatibility.initial_soc_error(job.parameter_set, job.model.name)
+        if refused:
+            errors.append({"field": "conditions.initial_soc", "error": refused})
     steps = failures.step_errors(job.protocol.steps) if job.protocol.type == "experiment" else []
     # an unparseable step: its own sentence, not PyBaMM's message about the whole list
     errors += steps or job.protocol.check()
+    return errors
+
+
+def _model_errors(job: Job) -> list[dict[str, str]]:
+    """What the model and the set's own options refuse before anything is built: options
+    for a model that takes none, an option that changes one the set needs, degradation
+    options or an ageing study with a set not offered for them."""
+    name, options = job.model.name, job.model.options
+    if name not in TAKES_OPTIONS:
+        errors = []
+        if options:
+            errors.append({"field": "model.options", "error": (
+                f"{name} takes no model options (PyBaMM's basic model); give none")})
+        if job.protocol.type == "ageing":
+            errors.append({"field": "protocol.type", "error": (
+                f"the ageing protocol is for the lithium-ion degradation models (SPM, SPMe, DFN); {name} "
+                "has no degradation submodels")})
+        return errors
+    if job.bpx is not None:
+        return []
+    errors = []
+    own = set_options(job.parameter_set)
+    for key, value in sorted(options.items()):
+        if key in own and own[key] != value:
+            errors.append({"field": f"model.options.{key}", "error": (
+                f"{job.parameter_set} runs with its own {key!r}: {own[key]!r}; leave it out")})
+    if job.parameter_set in PARAMETER_SETS and job.parameter_set not in DEGRADATION_SETS:
+        for key in sorted(set(options) & set(DEGRADATION_OPTIONS)):
+            errors.append({"field": f"model.options.{key}", "error": (
+                f"degradation options are offered with {list(DEGRADATION_SETS)}, not "
+                f"{job.parameter_set}")})
+        if job.protocol.type == "ageing" and compatibility.offered(job.parameter_set, name):
+            errors.append({"field": "protocol.type", "error": (
+                f"ageing studies are offered with {list(DEGRADATION_SETS)}, not {job.parameter_set}")})
     return errors
 
 
@@ -236,13 +285,13 @@ def option_parameter_sets(name: str = "SPM") -> dict[str, dict[str, list[str]]]:
     parameter model ``name`` needs with it (so ``check`` accepts the pair). The catalog
     lists SPM's: the degradation submodels are the same in SPM, SPMe and DFN
     (tests/test_ageing.py checks that the three tables agree). ~1 s, once per process."""
-    keys = {s: frozenset(pybamm.ParameterValues(s).keys()) for s in PARAMETER_SETS}
+    keys = {s: frozenset(pybamm.ParameterValues(s).keys()) for s in DEGRADATION_SETS}
     table: dict[str, dict[str, list[str]]] = {}
     for option, offered in DEGRADATION_OPTIONS.items():
         table[option] = {}
         for value in offered:
             needed = _option_needs(name, option, value)
-            table[option][value] = [s for s in PARAMETER_SETS if needed <= keys[s]]
+            table[option][value] = [s for s in DEGRADATION_SETS if needed <= keys[s]]
     return table
 
 
@@ -253,6 +302,8 @@ def catalog() -> dict[str, Any]:
         "options": OPTIONS_OFFERED,
         "option_parameter_sets": option_parameter_sets(),
         "parameter_sets": list(PARAMETER_SETS),
+        "parameter_set_details": {s: set_details(s) for s in PARAMETER_SETS},
+        "models_without_options": sorted(set(MODELS) - TAKES_OPTIONS),
         "drive_cycles": {"registered": sorted(drive_cycles.REGISTRY), "installed": drive_cycles.available()},
         "protocols": list(protocols.TYPES),
         "default_outputs": DEFAULT_OUTPUTS,
@@ -260,6 +311,35 @@ def catalog() -> dict[str, Any]:
         "limits": LIMITS,
         "kinds": _other_kinds(),
         "pybamm_version": pybamm.__version__,
+    }
+
+
+_FOOTCITE = re.compile(r":footcite:t?:`([^`]+)`")
+
+
+def docstring_summary(name: str) -> str:
+    """The first paragraph of PyBaMM's own docstring of a set, citations as plain keys."""
+    text = pybamm.parameter_sets.get_docstring(name) or ""
+    first = text.strip().split("\n\n")[0]
+    return " ".join(_FOOTCITE.sub(r"\1", first).split())
+
+
+@lru_cache(maxsize=64)
+def set_details(name: str) -> dict[str, Any]:
+    """What a set is and what it works with (the catalog's ``parameter_set_details``)."""
+    written = described_sets().get(name, {})
+    entry = pybamm.parameter_sets[name]
+    models = compatibility.models_for(name)
+    return {
+        "chemistry": entry.get("chemistry"),
+        "cell": written.get("cell"),
+        "electrodes": written.get("electrodes"),
+        "description": docstring_summary(name),
+        "citations": list(entry.get("citations", [])),
+        "models": models,
+        "options": set_options(name),
+        "initial_soc": [m for m in models if compatibility.initial_soc_error(name, m) is None],
+        "degradation": name in DEGRADATION_SETS,
     }
 
 

@@ -52,3 +52,12 @@ def initial_stoichiometries(soc: float, pv) -> tuple[float, float]:
     """Negative and positive stoichiometry at a state of charge (PyBaMM's eSOH)."""
     x, y = pybamm.lithium_ion.get_initial_stoichiometries(soc, pv)
     return float(x), float(y)
+
+
+def set_initial_state(soc: float, pv, options: dict) -> None:
+    """Set a set's initial state at a state of charge in place, as PyBaMM's simulations do
+    (``pybamm.lithium_ion.set_initial_state``: composite, MSMR and half-cell sets too)."""
+    try:
+        pybamm.lithium_ion.set_initial_state(soc, pv, options=options, inplace=True)
+    except Exception as exc:
+        raise SimulationError(f"conditions.initial_soc: PyBaMM could not set it: {short(exc)}") from exc

@@ -17,8 +17,9 @@ import pybamm
 
 from shared.engine import cache
 from shared.engine.errors import SimulationError, short
-from shared.engine.models import model_options
-from shared.engine.parameters import base_set, digest, initial_stoichiometries, is_number
+from shared.engine.models import lacks as model_lacks
+from shared.engine.models import model_options, set_options
+from shared.engine.parameters import base_set, digest, initial_stoichiometries, is_number, set_initial_state
 
 # Numbers that may change from job to job without rebuilding the model.
 INPUT_CANDIDATES = (
@@ -32,7 +33,8 @@ INPUT_CANDIDATES = (
 )
 TEMPERATURES = ("Ambient temperature [K]", "Initial temperature [K]")
 
-# Always computed (for the summary), whatever the job asks to see.
+# Always computed (for the summary), whatever the job asks to see (but those a model
+# lacks: ``models.LACKS``).
 SUMMARY_VARIABLES = (
     "Time [s]",
     "Voltage [V]",
@@ -87,6 +89,7 @@ class Plan:
     initial_soc: Optional[float]
     esoh: Optional[tuple[float, float]] = None
     notes: list[str] = field(default_factory=list)
+    lacks: tuple[str, ...] = ()  # summary variables the model does not have
 
 
 def plan(job) -> Plan:
@@ -111,16 +114,22 @@ def plan(job) -> Plan:
         for n in TEMPERATURES:
             if n not in input_names:
                 baked[n] = kelvin
-    soc_as_input = CN in input_names and CP in input_names
+    # a set that needs its own options (composite, MSMR, half-cell) gets its initial
+    # state from PyBaMM's set_initial_state, baked
+    own_options = bool(set_options(job.parameter_set)) if job.bpx is None else False
+    soc_as_input = CN in input_names and CP in input_names and not own_options
     if conditions.initial_soc is not None and not soc_as_input:
         baked["initial state of charge"] = conditions.initial_soc
 
-    outputs = list(dict.fromkeys(list(SUMMARY_VARIABLES) + list(job.outputs.variables)))
-    key = digest({"model": job.model.name, "options": model_options(job), "set": set_id,
+    options = model_options(job)
+    lacks = model_lacks(job.model.name, tuple(options.items()) if own_options else (), SUMMARY_VARIABLES)
+    summary = [v for v in SUMMARY_VARIABLES if v not in lacks]
+    outputs = list(dict.fromkeys(summary + list(job.outputs.variables)))
+    key = digest({"model": job.model.name, "options": options, "set": set_id,
                   "baked": baked, "inputs": input_names, "shape": protocol.cache_shape(), "outputs": outputs})
     static = cache.PLANS.get(key)
     if static is None:
-        static = _make_static(job, base, baked, input_names)
+        static = _make_static(job, base, baked, input_names, options if own_options else None)
         cache.PLANS.put(key, static)
 
     # Per-job numbers
@@ -142,22 +151,30 @@ def plan(job) -> Plan:
     return Plan(key=key, protocol=protocol, parameter_values=static.parameter_values,
                 inputs=inputs, experiment=static.experiment, t_eval=timeline.t_eval,
                 t_interp=timeline.t_interp, requested_end_s=timeline.requested_end_s,
-                output_variables=outputs, initial_soc=soc, esoh=static.esoh, notes=notes)
+                output_variables=outputs, initial_soc=soc, esoh=static.esoh, notes=notes, lacks=lacks)
 
 
-def _make_static(job, base, baked: dict[str, Any], input_names: list[str]) -> Static:
+def _make_static(job, base, baked: dict[str, Any], input_names: list[str],
+                 own_options: Optional[dict] = None) -> Static:
+    """``own_options``: the model options of a set that needs its own (its initial state
+    is PyBaMM's ``set_initial_state`` with them; it reports no SOC of its own)."""
     numeric = base.copy()
     baked = dict(baked)
     soc = baked.pop("initial state of charge", None)
     numeric.update(baked)
     defaults = {n: float(numeric[n]) for n in input_names}
-    try:
-        sto = pybamm.lithium_ion.get_min_max_stoichiometries(numeric)
-        esoh = (float(sto[0]), float(sto[1]))  # x_0, x_100
-    except Exception:  # noqa: BLE001 - a set without eSOH data simply reports no SOC
-        esoh = None
+    esoh = None
+    if own_options is None:
+        try:
+            sto = pybamm.lithium_ion.get_min_max_stoichiometries(numeric)
+            esoh = (float(sto[0]), float(sto[1]))  # x_0, x_100
+        except Exception:  # noqa: BLE001 - a set without eSOH data simply reports no SOC
+            esoh = None
     static = Static(parameter_values=None, numeric_pv=numeric, input_names=(), defaults=defaults, esoh=esoh)
-    if soc is not None:  # initial concentrations are not plain numbers in this set: bake them
+    if soc is not None and own_options is not None:
+        set_initial_state(soc, numeric, own_options)
+        defaults.update({n: float(numeric[n]) for n in input_names if is_number(numeric[n])})
+    elif soc is not None:  # initial concentrations are not plain numbers in this set: bake them
         cn, cp = static.concentrations(soc)
         numeric.update({CN: cn, CP: cp})
     pv = numeric.copy()

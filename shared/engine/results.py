@@ -12,6 +12,8 @@ from shared.engine.errors import SimulationError
 from shared.engine.parameters import is_number
 
 LOWER, UPPER = "Lower voltage cut-off [V]", "Upper voltage cut-off [V]"
+TEMPERATURE = "Volume-averaged cell temperature [K]"
+STOICHIOMETRY = "Average negative particle stoichiometry"
 
 
 def values(solution, name: str) -> np.ndarray:
@@ -29,7 +31,8 @@ def result(job, plan, solution) -> dict[str, Any]:
     v = values(solution, "Voltage [V]")
     i = values(solution, "Current [A]")
     q = values(solution, "Discharge capacity [A.h]")
-    temp = values(solution, "Volume-averaged cell temperature [K]")
+    lacks = plan.lacks
+    temp = None if TEMPERATURE in lacks else values(solution, TEMPERATURE)
     termination = str(solution.termination)
     end_time = float(t[-1])
     completed = plan.protocol.completed(solution, termination, plan)
@@ -52,7 +55,12 @@ def result(job, plan, solution) -> dict[str, Any]:
     if note:
         plan.notes.append(note)
     final_soc = None
-    if plan.esoh is not None:
+    if temp is None:
+        plan.notes.append(f"Maximum cell temperature [degC] is null: {job.model.name} has no {TEMPERATURE!r} "
+                          "(it is isothermal, at the initial temperature)")
+    if plan.esoh is not None and STOICHIOMETRY in lacks:
+        plan.notes.append(f"Final state of charge is null: {job.model.name} has no {STOICHIOMETRY!r}")
+    elif plan.esoh is not None:
         x0, x100 = plan.esoh
         x_end = float(values(solution, "Average negative particle stoichiometry")[-1])
         final_soc = round((x_end - x0) / (x100 - x0), 6)
@@ -62,7 +70,7 @@ def result(job, plan, solution) -> dict[str, Any]:
         "Within voltage cut-offs": not violations,
         "Minimum voltage [V]": float(v.min()),
         "Maximum voltage [V]": float(v.max()),
-        "Maximum cell temperature [degC]": float(temp.max() - 273.15),
+        "Maximum cell temperature [degC]": None if temp is None else float(temp.max() - 273.15),
         "Initial state of charge": None if plan.initial_soc is None else round(plan.initial_soc, 6),
         "Final state of charge": final_soc,
         "End time [s]": end_time,
