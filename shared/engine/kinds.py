@@ -47,7 +47,7 @@ class Cell(Kind):
     """A physics-based lithium-ion cell (SPM, SPMe, DFN) over time, under one protocol."""
 
     name = "cell"
-    MODEL_NAMES = ("SPM", "SPMe", "DFN")
+    MODEL_NAMES = ("SPM", "SPMe", "DFN", "sodium_ion.BasicDFN")
 
     def accepts(self, job) -> bool:
         return job.model.name in self.MODEL_NAMES
