@@ -15,7 +15,7 @@ import pybamm
 import pytest
 
 from shared.contract.job import Job
-from shared.engine import catalog, failures, kinds, physical
+from shared.engine import catalog, compatibility, failures, kinds, physical
 from shared.engine.errors import SimulationError
 from tests.conftest import REPO
 
@@ -125,8 +125,7 @@ def test_every_offered_set_passes_its_own_values_as_overrides(set_name):
     assert physical.check_overrides(numbers, pv, set_name) == []
 
 
-@pytest.mark.parametrize("set_name", catalog.PARAMETER_SETS)
-@pytest.mark.parametrize("model", ["SPM", "SPMe", "DFN"])
+@pytest.mark.parametrize("set_name, model", compatibility.offered_pairs())
 def test_every_offered_set_and_model_passes_unchanged(set_name, model):
     assert errors_of({"model": {"name": model}, "parameter_set": set_name}) == []
 
