@@ -116,7 +116,8 @@ KEYWORDS: tuple[tuple[tuple[str, ...], tuple[str, ...], Range], ...] = (
     (("volume fraction",), (), Range(0.0, 1.0, lo_open=True, why="a volume fraction is a fraction of the volume")),
     (("transport efficiency",), (), Range(0.0, 1.0, lo_open=True,
                                           why="effective transport is a fraction of bulk transport")),
-    (("transfer coefficient",), ("heat",), Range(0.0, 1.0, lo_open=True, hi_open=True,
+    # 1 is allowed: PyBaMM's MSMR_Example sets it for a reaction it switches off
+    (("transfer coefficient",), ("heat",), Range(0.0, 1.0, lo_open=True,
                                                  why="a charge-transfer coefficient is a symmetry factor")),
     (("bruggeman",), (), non_negative("a negative Bruggeman exponent makes effective transport exceed bulk "
                                       "transport")),
