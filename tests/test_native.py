@@ -162,7 +162,7 @@ def test_pybamm_aware_checks_name_the_field(body, field):
 
 def test_catalog_lists_what_the_checks_accept():
     c = catalog.catalog()
-    assert set(c["models"]) == {"SPM", "SPMe", "DFN"}
+    assert set(c["models"]) == {"SPM", "SPMe", "DFN", "sodium_ion.BasicDFN"}
     assert "Chen2020" in c["parameter_sets"] and "US06" in c["drive_cycles"]["installed"]
     assert "Voltage [V]" in c["output_variables"]["DFN"]
     assert c["limits"]["max_cycles"] > 0
