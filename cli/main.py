@@ -220,8 +220,8 @@ def cmd_submit(args) -> int:
 
 
 def report(bodies: list[dict], out: Path, no_plot: bool, title: str) -> int:
-    """Table, full errors, results.json/.csv and plot.png (and ageing.png for ageing studies:
-    capacity and loss of lithium inventory against cycle number); 0 if all succeeded, else 1."""
+    """Table (columns by kind of result), full errors, results.json/.csv and the plots the
+    results have data for (``cli.plots.draw``); 0 if all succeeded, else 1."""
     from cli import output
 
     bodies = sorted(bodies, key=lambda b: (b.get("sweep") or {}).get("index", 0))
@@ -232,23 +232,10 @@ def report(bodies: list[dict], out: Path, no_plot: bool, title: str) -> int:
     json_path, csv_path = output.save(bodies, out)
     print(f"\nresults: {json_path}, {csv_path}")
     if not no_plot and bodies:
-        from cli.impedance_plots import plot_impedance
+        from cli.plots import draw
 
-        spectra = plot_impedance([(output.label(b), b) for b in bodies], out, title=title)
-        if spectra:
-            print(f"plots: {spectra[0]}, {spectra[1]}")
-        from cli.plots import plot_ageing
-
-        ageing = plot_ageing([(output.label(b), b) for b in bodies], out / "ageing.png", title=title)
-        if ageing:
-            print(f"ageing plot: {ageing}")
-        if any(output.has_series(b) for b in bodies):
-            from cli.plots import plot_results
-
-            png = plot_results([(output.label(b), b) for b in bodies], out / "plot.png", title=title)
-            print(f"plot: {png}")
-        elif not spectra:
-            print("no plot: no job has a series to draw")
+        drawn = draw([(output.label(b), b) for b in bodies], out, title=title)
+        print(f"plots: {', '.join(str(p) for p in drawn)}" if drawn else "no plot: no job has a series to draw")
     return 0 if bodies and all(b.get("status") == "succeeded" for b in bodies) else 1
 
 

@@ -18,8 +18,10 @@ def series(body: dict[str, Any]) -> dict[str, list[float]]:
 
 
 def has_series(body: dict[str, Any]) -> bool:
-    """True if the body has points to draw (a failed job usually has none)."""
-    return bool(series(body).get("Time [s]"))
+    """True if the body has a cell's voltage against time to draw (a failed job usually
+    has none; a pack of differing cells has only the battery's and each cell's)."""
+    cols = series(body)
+    return bool(cols.get("Time [s]")) and "Voltage [V]" in cols
 
 
 def label(body: dict[str, Any]) -> str:
@@ -34,23 +36,140 @@ def _fmt(v: Any) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+# --------------------------------------------------------------------------
+# The results table: a row per job, columns chosen by the kind of result
+# --------------------------------------------------------------------------
+PACK_SERIES = "Number of cells connected in series to make a battery"
+PACK_PARALLEL = "Number of cells connected in parallel"
+
+
+def kind(body: dict[str, Any]) -> str | None:
+    """What a callback body holds: "impedance", "ageing", "pack circuit" (cells that
+    differ), "pack" (identical cells) or "cell" (physics-based, sodium-ion or
+    equivalent-circuit); None for a body without a summary (a failed job)."""
+    s = body.get("summary") or {}
+    cols = body.get("columns") or {}
+    if body.get("termination") == "impedance spectrum" or "Frequency [Hz]" in cols or "Frequencies" in s:
+        return "impedance"
+    if "end_of_life" in body:
+        return "ageing"
+    if PACK_SERIES in s:
+        return "pack circuit" if "Final SoC range" in s or "Maximum cell current [A]" in s else "pack"
+    if s or cols or body.get("result"):
+        return "cell"
+    return None
+
+
+def _first(values: Any) -> Any:
+    return values[0] if isinstance(values, list) and values else values
+
+
+def _range(low: Any, high: Any) -> str | None:
+    if low is None or high is None:
+        return None
+    return f"{_cell(float(low))}..{_cell(float(high))}"
+
+
+def _per_soc(values: Any, factor: float = 1.0) -> str | None:
+    """One number per state of charge ("28.5 / 29.5"), or the range when there are many."""
+    if values is None:
+        return None
+    values = [v * factor for v in (values if isinstance(values, list) else [values]) if v is not None]
+    if not values:
+        return None
+    if len(values) > 4:
+        return f"{_cell(min(values))}..{_cell(max(values))}"
+    return " / ".join(_cell(v) for v in values)
+
+
+def _abs_max(values: list[float] | None) -> float | None:
+    return max((abs(v) for v in values if v is not None), default=None) if values else None
+
+
+def _cell_columns(b: dict[str, Any]) -> dict[str, Any]:
+    s, v = b.get("summary") or {}, series(b).get("Voltage [V]") or []
+    return {
+        "end [s]": s.get("End time [s]", b.get("endTime")),
+        "capacity [A.h]": s.get("Discharged capacity [A.h]"),
+        "energy [W.h]": s.get("Discharged energy [W.h]"),
+        "min V [V]": s.get("Minimum voltage [V]", min(v) if v else None),
+        "max V [V]": s.get("Maximum voltage [V]", max(v) if v else None),
+        "max T [degC]": s.get("Maximum cell temperature [degC]"),
+        "final SOC": s.get("Final state of charge"),
+    }
+
+
+def _pack_columns(b: dict[str, Any]) -> dict[str, Any]:
+    s, cols = b.get("summary") or {}, series(b)
+    row = {
+        "end [s]": s.get("End time [s]", b.get("endTime")),
+        "pack": f"{s.get(PACK_SERIES)}S{s.get(PACK_PARALLEL)}P",
+        "battery capacity [A.h]": s.get("Battery discharged capacity [A.h]"),
+        "battery energy [W.h]": s.get("Battery discharged energy [W.h]"),
+        "battery V [V]": _range(s.get("Battery minimum voltage [V]"), s.get("Battery maximum voltage [V]")),
+        "battery max |I| [A]": _abs_max(cols.get("Battery current [A]")),
+    }
+    if "Final SoC range" in s or "Maximum cell current [A]" in s:  # cells that differ
+        row["cell I [A]"] = _range(s.get("Minimum cell current [A]"), s.get("Maximum cell current [A]"))
+        row["max T [degC]"] = s.get("Maximum cell temperature [degC]")
+        row["final SOC"] = _range(*(s.get("Final SoC range") or [None, None]))
+    else:
+        row["cell min V [V]"] = s.get("Minimum voltage [V]")
+        row["max T [degC]"] = s.get("Maximum cell temperature [degC]")
+        row["final SOC"] = s.get("Final state of charge")
+    return row
+
+
+def _impedance_columns(b: dict[str, Any]) -> dict[str, Any]:
+    s = b.get("summary") or {}
+    socs = s.get("States of charge")
+    return {
+        "SOC": _per_soc(socs) if socs else s.get("Initial state of charge"),
+        "T [degC]": s.get("Ambient temperature [degC]"),
+        "frequencies": (f"{s.get('Frequencies')}: {_cell(s.get('Minimum frequency [Hz]'))}.."
+                        f"{_cell(s.get('Maximum frequency [Hz]'))} Hz") if s.get("Frequencies") else None,
+        "Z_re at max f [mOhm]": _per_soc(s.get("Z_re at the maximum frequency [Ohm]"), 1e3),
+        "|Z| at min f [mOhm]": _per_soc(s.get("|Z| at the minimum frequency [Ohm]"), 1e3),
+    }
+
+
+def _ageing_columns(b: dict[str, Any]) -> dict[str, Any]:
+    rows = b.get("cycles") or []
+    first, last = (rows[0], rows[-1]) if rows else ({}, {})
+    eol = b.get("end_of_life") or {}
+    if eol.get("reached"):
+        end_of_life = f"cycle {eol.get('cycle')} ({eol.get('criterion')})"
+    else:
+        end_of_life = f"not reached ({eol['criterion']})" if eol.get("criterion") else "not asked"
+    return {
+        "cycles": len(rows),
+        "capacity first->last [A.h]": (f"{_cell(first['Capacity [A.h]'])} -> {_cell(last['Capacity [A.h]'])}"
+                                       if first.get("Capacity [A.h]") is not None
+                                       and last.get("Capacity [A.h]") is not None else None),
+        "fade [%]": last.get("Capacity fade [%]"),
+        "LLI [%]": last.get("Loss of lithium inventory [%]"),
+        "throughput [A.h]": last.get("Throughput capacity [A.h]"),
+        "end of life": end_of_life,
+    }
+
+
+KIND_COLUMNS = {"cell": _cell_columns, "pack": _pack_columns, "pack circuit": _pack_columns,
+                "impedance": _impedance_columns, "ageing": _ageing_columns}
+
+
 def rows(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per body: job, status, termination (or error), then the figures of its kind.
+
+    Bodies of different kinds share one table (the union of their columns, "-" where a
+    kind has none); a failed body adds no columns of its own."""
     out = []
     for b in bodies:
-        s = b.get("summary") or {}
-        cols = series(b)
-        v = cols.get("Voltage [V]") or []
-        out.append({
-            "job": label(b),
-            "status": b.get("status"),
-            "termination": b.get("termination") if b.get("status") == "succeeded" else b.get("error"),
-            "end [s]": s.get("End time [s]", b.get("endTime")),
-            "capacity [A.h]": s.get("Discharged capacity [A.h]"),
-            "energy [W.h]": s.get("Discharged energy [W.h]"),
-            "min V [V]": s.get("Minimum voltage [V]", min(v) if v else None),
-            "max T [degC]": s.get("Maximum cell temperature [degC]"),
-            "final SOC": s.get("Final state of charge"),
-        })
+        row = {"job": label(b), "status": b.get("status"),
+               "termination": b.get("termination") if b.get("status") == "succeeded" else b.get("error")}
+        k = kind(b)
+        if k is not None:
+            row.update(KIND_COLUMNS[k](b))
+        out.append(row)
     return out
 
 
@@ -58,8 +177,10 @@ def table(bodies: list[dict[str, Any]]) -> str:
     data = rows(bodies)
     if not data:
         return "(no results)"
-    headers = list(data[0])
-    return format_table(headers, [[_cell(r[h]) for h in headers] for r in data])
+    headers: list[str] = []
+    for r in data:
+        headers += [h for h in r if h not in headers]
+    return format_table(headers, [[_cell(r.get(h), cut=h == "termination") for h in headers] for r in data])
 
 
 def errors(bodies: list[dict[str, Any]]) -> str:
@@ -84,13 +205,13 @@ def format_table(headers: list[str], cells: list[list[Any]]) -> str:
     return "\n".join(lines)
 
 
-def _cell(v: Any) -> str:
+def _cell(v: Any, cut: bool = True) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
         return f"{v:.4g}"
     text = str(v)
-    return text if len(text) <= 48 else text[:45] + "..."
+    return text if not cut or len(text) <= 48 else text[:45] + "..."
 
 
 def save(bodies: list[dict[str, Any]], out_dir: Path) -> tuple[Path, Path]:

@@ -1,7 +1,12 @@
-"""Plots of results: voltage, current and (when present) temperature against time."""
+"""Plots of results: a cell's voltage, current and (when present) temperature against
+time (``plot.png``); a pack's battery voltage and current, and each cell's current and
+temperature when its cells differ (``pack.png``); an ageing study's capacity and loss of
+lithium inventory against cycle number (``ageing.png``). ``draw`` makes every plot that
+the results have data for (impedance spectra: ``cli.impedance_plots``)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Optional
 
@@ -62,16 +67,17 @@ def _save(fig, path) -> Path:
 
 def _draw(axes, results, temps: bool) -> None:
     for label, body in results:
-        cols = series(body)
-        t = cols.get("Time [s]") or []
-        if not t:
+        if not has_series(body):  # failed, or no cell voltage (a pack of differing cells, a spectrum)
             continue
+        cols = series(body)
+        t = cols["Time [s]"]
         hours = max(t) > 3 * 3600
         x = [v / 3600 for v in t] if hours else t
         stopped = body.get("stoppedEarly") or body.get("status") == "failed"
         lab = f"{label} ({body.get('termination', '')})" if stopped else label
         (line,) = axes[0].plot(x, cols["Voltage [V]"], label=lab)
-        axes[1].plot(x, cols["Current [A]"], color=line.get_color())
+        if cols.get("Current [A]"):
+            axes[1].plot(x, cols["Current [A]"], color=line.get_color())
         if stopped:
             axes[0].plot(x[-1], cols["Voltage [V]"][-1], "x", color=line.get_color(), markersize=9)
         if temps:
@@ -130,3 +136,86 @@ def plot_ageing(results: list[tuple[str, dict[str, Any]]], path: Path, title: st
     if title:
         axes[0].set_title(title)
     return _save(fig, path)
+
+
+# --------------------------------------------------------------------------
+# Packs
+# --------------------------------------------------------------------------
+BATTERY_VOLTAGE, BATTERY_CURRENT = "Battery voltage [V]", "Battery current [A]"
+CELL_CURRENT = re.compile(r"^Current \(cell (\d+)-(\d+)\) \[A\]$")
+CELL_TEMPERATURE = "Cell temperature (cell {}) [degC]"
+
+
+def is_pack(body: dict[str, Any]) -> bool:
+    """A pack's result with battery voltage against time to draw."""
+    cols = series(body)
+    return bool(cols.get("Time [s]")) and bool(cols.get(BATTERY_VOLTAGE))
+
+
+def cell_names(body: dict[str, Any]) -> list[str]:
+    """The "s-p" names of the cells whose currents a differing-cell pack's result has."""
+    found = [CELL_CURRENT.match(name) for name in series(body)]
+    return [f"{m[1]}-{m[2]}" for m in sorted((m for m in found if m), key=lambda m: (int(m[1]), int(m[2])))]
+
+
+def plot_pack(results: list[tuple[str, dict[str, Any]]], path: Path, title: str = "") -> Optional[Path]:
+    """Battery voltage and current against time, one line per pack result; for packs of
+    differing cells also every cell's current and temperature (one line per cell). None,
+    writing nothing, when no result is a pack's with points."""
+    packs = [(label, body) for label, body in results if is_pack(body)]
+    if not packs:
+        return None
+    per_cell = any(cell_names(body) for _, body in packs)
+    temps = any(CELL_TEMPERATURE.format(c) in series(body) for _, body in packs for c in cell_names(body))
+    panels = 2 + per_cell + temps
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 2.5 * panels + 0.6), sharex=True)
+    hours = max(max(series(b)["Time [s]"]) for _, b in packs) > 3 * 3600
+    one = len(packs) == 1
+    for label, body in packs:
+        cols = series(body)
+        x = [t / 3600 for t in cols["Time [s]"]] if hours else cols["Time [s]"]
+        stopped = body.get("stoppedEarly") or body.get("status") == "failed"
+        (line,) = axes[0].plot(x, cols[BATTERY_VOLTAGE],
+                               label=f"{label} ({body.get('termination', '')})" if stopped else label)
+        color = line.get_color()
+        if cols.get(BATTERY_CURRENT):
+            axes[1].plot(x, cols[BATTERY_CURRENT], color=color)
+        cells = cell_names(body)
+        for k, cell in enumerate(cells):
+            # one pack: a colour per cell (named when few); several: the pack's colour
+            kw = {"label": f"cell {cell}"} if one and len(cells) <= 12 else {}
+            kw["color"] = f"C{k % 10}" if one else color
+            current = axes[2].plot(x, cols[f"Current (cell {cell}) [A]"], linewidth=1, **kw)[0]
+            if temps and CELL_TEMPERATURE.format(cell) in cols:
+                axes[3].plot(x, cols[CELL_TEMPERATURE.format(cell)], linewidth=1, color=current.get_color())
+    axes[0].set_ylabel(BATTERY_VOLTAGE)
+    axes[1].set_ylabel("Battery current [A]\n(+ discharge)")
+    if per_cell:
+        axes[2].set_ylabel("Cell current [A]")
+        if axes[2].get_legend_handles_labels()[0]:
+            axes[2].legend(fontsize=7, loc="best", ncol=2)
+    if temps:
+        axes[3].set_ylabel("Cell temperature [°C]")
+    axes[-1].set_xlabel("Time [h]" if hours else "Time [s]")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="best")
+    if title:
+        axes[0].set_title(title)
+    return _save(fig, path)
+
+
+def draw(results: list[tuple[str, dict[str, Any]]], out_dir: Path, title: str = "") -> list[Path]:
+    """Every plot the results have data for, in ``out_dir``: ``plot.png`` (cells' voltage,
+    current, temperature), ``pack.png``, ``ageing.png``, ``nyquist.png`` and ``bode.png``.
+    Empty (nothing written) when no result has anything to draw, e.g. failed jobs."""
+    from cli.impedance_plots import plot_impedance
+
+    out_dir = Path(out_dir)
+    drawn: list[Optional[Path]] = []
+    if any(has_series(body) for _, body in results):
+        drawn.append(plot_results(results, out_dir / "plot.png", title=title))
+    drawn.append(plot_pack(results, out_dir / "pack.png", title=title))
+    drawn.append(plot_ageing(results, out_dir / "ageing.png", title=title))
+    drawn += list(plot_impedance(results, out_dir, title=title) or ())
+    return [p for p in drawn if p is not None]
