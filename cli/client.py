@@ -98,6 +98,10 @@ class Client:
     def get(self, path: str, **kw) -> Any:
         return self.request("GET", path, **kw).json()
 
+    def catalog(self) -> dict[str, Any]:
+        """``GET /catalog``: models, options, parameter sets, kinds of job, limits."""
+        return self.get("/catalog", timeout_s=120)
+
     # ---- the store's views --------------------------------------------------
     def job(self, job_id: str) -> dict[str, Any]:
         return self.get(f"/jobs/{_q(job_id)}")

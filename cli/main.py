@@ -7,6 +7,7 @@
     battery-sim result ID [--out DIR] [--csv] [--no-plot]
     battery-sim cancel ID [--sweep]
     battery-sim list [--status S] [--sweep ID] [--limit N] [--all] [--json]
+    battery-sim catalog [--json]                     # kinds, models, parameter sets, limits
 
 ``submit`` takes a native job (``POST /jobs``), a sweep (has ``vary``: ``POST
 /sweeps``) or the Java Job Manager's legacy body (has ``simulationType``; sent
@@ -351,6 +352,14 @@ def cmd_list(args) -> int:
     return 0
 
 
+def cmd_catalog(args) -> int:
+    from cli import output
+
+    catalog = Client(args.url, args.api_key).catalog()
+    print(json.dumps(catalog, indent=1) if args.json else output.catalog_text(catalog))
+    return 0
+
+
 # --------------------------------------------------------------------------
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -406,6 +415,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--page-token", help="continue a previous listing")
     p.add_argument("--json", action="store_true", help="the raw rows")
     p.set_defaults(run=cmd_list)
+
+    p = sub.add_parser("catalog", parents=[common], help="what the service offers: kinds of job, models, "
+                       "parameter sets and the models each works with, options, limits")
+    p.add_argument("--json", action="store_true", help="the raw catalog")
+    p.set_defaults(run=cmd_catalog)
     return top
 
 

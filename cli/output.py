@@ -331,3 +331,95 @@ def jobs_table(jobs: list[dict[str, Any]]) -> str:
         cells.append([j.get("jobId"), j.get("status"), j.get("kind"), j.get("submittedAt"), j.get("finishedAt"),
                       _cell(j.get("endTime")), _cell(outcome)])
     return format_table(["job", "status", "kind", "submitted", "finished", "end [s]", "termination / error"], cells)
+
+
+# --------------------------------------------------------------------------
+# GET /catalog (battery-sim catalog)
+# --------------------------------------------------------------------------
+def _names(values: Any) -> str:
+    if isinstance(values, dict):
+        return ", ".join(f"{k}: {v}" for k, v in values.items())
+    if isinstance(values, (list, tuple)):
+        return ", ".join(str(v) for v in values)
+    return str(values)
+
+
+def _kind_blocks(catalog: dict[str, Any]) -> list[tuple[str, list[tuple[str, Any]]]]:
+    """(kind, [(what, text)]) for each kind of job: what selects it, models, protocols, result."""
+    kinds = catalog.get("kinds") or {}
+    own = {k.get("protocol") for k in kinds.values() if isinstance(k, dict) and k.get("protocol")}
+    blocks = [("cell", [("models", _names(catalog.get("models") or [])),
+                        ("protocols", _names([p for p in catalog.get("protocols") or [] if p not in own])),
+                        ("result", "columns over time and a summary; ageing: a row per cycle and the end of life")])]
+    for name, k in kinds.items():
+        if not isinstance(k, dict):
+            continue
+        if name == "ecm":
+            lines = [("models", f"{k.get('model')} ({k.get('pybamm_model')})"),
+                     ("cells", f"{_names(k.get('parameter_sets') or [])} or your own ecm_cell tables"),
+                     ("protocols", _names(k.get("protocols") or [])), ("result", "as a cell's")]
+        elif name == "impedance":
+            lines = [("chosen by", f"protocol.type {k.get('protocol')!r}"), ("models", _names(k.get("models") or [])),
+                     ("options set", _names(k.get("options_set") or {})), ("result", _names(k.get("columns") or [])),
+                     ("sign", k.get("sign_convention"))]
+        elif name == "pack":
+            differing = k.get("differing_cells") or {}
+            lines = [("chosen by", f"the {k.get('field')!r} field (series, parallel)"),
+                     ("models", k.get("models")), ("protocols", _names(k.get("protocols") or [])),
+                     ("result", _names(k.get("battery_outputs") or []) + ", and the cell's"),
+                     ("assumes", k.get("assumptions"))]
+            if differing:
+                lines += [("differing cells", f"{differing.get('model')}; {_names(differing.get('protocols') or [])}; "
+                                              f"at most {differing.get('max_pack_circuit_cells')} cells"),
+                          ("  per cell", _names(differing.get("cell_outputs") or []))]
+        else:  # a kind this client does not know yet: its plain entries
+            lines = [(key, _names(v)) for key, v in k.items() if not isinstance(v, dict)]
+        blocks.append((name, lines))
+    return blocks
+
+
+def catalog_text(catalog: dict[str, Any]) -> str:
+    """``GET /catalog`` for people: kinds of job, parameter sets with the models they work
+    with, options, drive cycles and limits (``--json`` gives all of it)."""
+    blocks = [f"PyBaMM {catalog.get('pybamm_version', '?')}"]
+    kinds = []
+    for name, lines in _kind_blocks(catalog):
+        kinds.append(name + "\n" + "\n".join(
+            "  " + line for line in _pairs([(k, v) for k, v in lines]).splitlines()))
+    blocks.append("Kinds of job\n\n" + "\n".join(kinds))
+    details = catalog.get("parameter_set_details") or {}
+    cells = []
+    for name in catalog.get("parameter_sets") or []:
+        d = details.get(name) or {}
+        notes = []
+        if d.get("degradation"):
+            notes.append("degradation")
+        if d.get("options"):
+            notes.append("own options: " + ", ".join(d["options"]))
+        cells.append([name, d.get("chemistry"), _cell(d.get("cell")), _cell(d.get("electrodes")),
+                      _names(d.get("models") or []), _cell("; ".join(notes) or None)])
+    ecm_sets = ((catalog.get("kinds") or {}).get("ecm") or {}).get("parameter_sets") or []
+    for name in ecm_sets:
+        if name not in (catalog.get("parameter_sets") or []):
+            cells.append([name, "equivalent circuit", None, None, (catalog["kinds"]["ecm"].get("model")), None])
+    blocks.append("Parameter sets (degradation: offered with the degradation options of ageing studies)\n"
+                  + format_table(["set", "chemistry", "cell", "electrodes", "models", "notes"], cells))
+    options = catalog.get("options") or {}
+    if options:
+        blocks.append("Model options (cell kind)\n" + "\n".join(f"  {k}: {_names(v)}" for k, v in options.items()))
+    ecm = (catalog.get("kinds") or {}).get("ecm") or {}
+    if ecm.get("options"):
+        blocks.append(f"Model options ({ecm.get('model')})\n"
+                      + "\n".join(f"  {k}: {_names(v)}" for k, v in ecm["options"].items()))
+    cycles = catalog.get("drive_cycles") or {}
+    if cycles:
+        blocks.append("Drive cycles\n" + _pairs([("  registered", _names(cycles.get("registered") or [])),
+                                                   ("  installed", _names(cycles.get("installed") or []) or "none")]))
+    limits = catalog.get("limits") or {}
+    if limits:
+        blocks.append("Limits\n" + "\n".join(f"  {k}: {_fmt_limit(v)}" for k, v in limits.items()))
+    return "\n\n".join(blocks)
+
+
+def _fmt_limit(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
