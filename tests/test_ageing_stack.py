@@ -1,7 +1,7 @@
 """End to end (emulators + functions-framework): an ageing study forced through >= 3
 continuations (SEGMENT_BUDGET_S of 2 s; 300 cycles, so >= 3 segments even on a fast machine) ends in exactly one succeeded callback whose rows
 equal the uninterrupted in-process run's within 1e-4, and GET /jobs/<id> showed its
-progress while it ran."""
+progress while it ran and the final progress (every cycle done) at the end."""
 
 from __future__ import annotations
 
@@ -46,9 +46,13 @@ def test_a_study_continued_across_invocations_equals_one_uninterrupted_run(tmp_p
             time.sleep(2)  # no second callback follows
             assert receiver.statuses[job_id] == ["succeeded"]
     assert seen and max(p["continuations"] for p in seen) >= 3
-    last = seen[-1]
+    running = [p for p in seen if p["cyclesDone"] < cycles]
+    assert running, "no progress was seen while the study ran"
+    last = running[-1]
     assert last["cyclesPlanned"] == cycles and 0 < last["cyclesDone"] < cycles and last["latestCapacityAh"] > 5
     assert last["etaSeconds"] is not None
+    # the last segment records the final progress too
+    assert seen[-1]["cyclesDone"] == cycles and seen[-1]["etaSeconds"] == 0 and seen[-1]["continuations"] >= 3
     assert [row["cycle"] for row in result["cycles"]] == list(range(1, cycles + 1))  # none lost, none twice
     whole = kinds.simulate(Job.model_validate(body))
     for name in COMPARED:
