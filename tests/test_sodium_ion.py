@@ -1,7 +1,8 @@
 """Sodium-ion cells: ``pybamm.sodium_ion.BasicDFN`` with ``Chayambuka2022``.
 
 Reference: a fresh ``pybamm.Simulation`` of the same case (the set's values with the
-job's numbers baked in, IDAKLU at 1e-8). Tolerance: max |ΔV| ≤ 1 mV on the service's
+job's numbers baked in, IDAKLU at 1e-8; 1e-7 for the experiment, where IDAS at 1e-8
+fails its consistent-initialisation line search at the rest step). Tolerance: max |ΔV| ≤ 1 mV on the service's
 own output grid (away from experiment step changes, where the voltage jumps).
 """
 
@@ -35,14 +36,14 @@ def job(**kw) -> Job:
     return j
 
 
-def direct(t=None, soc=None, current=None, experiment=None, t_eval=None, temperature_K=None):
+def direct(t=None, soc=None, current=None, experiment=None, t_eval=None, temperature_K=None, tol=1e-8):
     pv = pybamm.ParameterValues(SET)
     if current is not None:
         pv.update({"Current function [A]": current})
     if temperature_K is not None:
         pv.update({"Ambient temperature [K]": temperature_K, "Initial temperature [K]": temperature_K})
     sim = pybamm.Simulation(pybamm.sodium_ion.BasicDFN(), parameter_values=pv, experiment=experiment,
-                            solver=pybamm.IDAKLUSolver(atol=1e-8, rtol=1e-8))
+                            solver=pybamm.IDAKLUSolver(atol=tol, rtol=tol))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if experiment is not None:
@@ -111,7 +112,8 @@ def test_cccv_experiment_matches_direct_pybamm():
     j = job(protocol={"type": "experiment", "steps": steps, "period_s": 20}, conditions={"initial_soc": 0.9},
             outputs={"max_points": 5000})
     result = run(j)
-    ref = direct(soc=0.9, experiment=pybamm.Experiment([tuple(steps)], period="20 seconds"))
+    ref = direct(soc=0.9, experiment=pybamm.Experiment([tuple(steps)], period="20 seconds"), tol=1e-7)
+    assert len(ref.sub_solutions) == 4 and ref.t[-1] == pytest.approx(result["endTime"], abs=1.0)
     boundaries = [s.t[-1] for s in ref.sub_solutions]
     assert max_dv(result, ref, exclude=boundaries) <= TOLERANCE_V
     assert result["completed"] is True and [c["cycle"] for c in result["cycles"]] == [1]
