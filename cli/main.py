@@ -24,10 +24,17 @@ Results come back one of two ways:
   the stack's callbacks undelivered and retried), and whenever ``--callback-url``
   is given without ``--poll``.
 
-Either way the same table, ``results.json``, ``results.csv`` and ``plot.png`` come
-out (and ``ageing.png`` for ageing studies: capacity and loss of lithium inventory
-against cycle number); jobs that did not succeed have their full error printed
-under the table; no plot is written when no job has a series to draw.
+Either way the same table (its columns follow the kind of result: a cell's capacity
+and voltages; a pack's battery figures; a spectrum's impedances; an ageing study's
+cycles and end of life), ``results.json``, ``results.csv`` and the plots the results
+have data for come out: ``plot.png`` (a cell's voltage, current, temperature),
+``pack.png`` (battery voltage and current; each cell's current and temperature when
+the cells differ), ``ageing.png`` (capacity and loss of lithium inventory per cycle),
+``nyquist.png`` and ``bode.png``. Jobs that did not succeed have their full error
+printed under the table; no plot is written when no job has data to draw.
+
+``catalog`` prints ``GET /catalog``: kinds of job, parameter sets with the models
+each works with, options, limits (``--json``: all of it).
 
 ``status``, ``result`` take a job id or a sweep id (a job id is tried first;
 ``--sweep`` says it is a sweep). ``result --csv`` prints CSV on stdout instead

@@ -5,7 +5,7 @@ what the service offers, and every example job file is a valid job of its kind.
 The results are made by the real engine in process (``shared.engine.kinds.simulate``)
 and put in a callback body by the worker's own ``callback.body_for``: what the CLI gets
 from a callback or from ``GET /jobs/<id>/result``. Small cases: the file runs in about
-10 s (its two slow tests go through the local stack)."""
+12 s here (its two slow tests, through the local stack, about 15 s more)."""
 
 from __future__ import annotations
 
