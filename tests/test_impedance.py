@@ -80,6 +80,7 @@ def test_spme_chen2020_matches_a_direct_eis_simulation():
     assert result["termination"] == impedance.TERMINATION
     assert any("Z_im < 0" in note for note in result["notes"])
     assert result["summary"]["States of charge"] == [0.5] and result["summary"]["Frequencies"] == len(f) == 36
+    assert result["summary"]["Ambient temperature [degC]"] == pytest.approx(10)
 
 
 def test_dfn_at_several_socs_with_an_override_matches_direct_eis_simulations():
@@ -106,6 +107,9 @@ def test_without_a_soc_the_sets_own_state_is_used_and_reported():
     soc = result["summary"]["Initial state of charge"]
     assert 0.9 < soc <= 1.0
     assert_close(spectrum(result, soc), direct("SPM", [0.01, 1, 100], None))
+    # no temperature asked either: the set's own ambient temperature is reported
+    chen = pybamm.ParameterValues("Chen2020")["Ambient temperature [K]"] - 273.15
+    assert result["summary"]["Ambient temperature [degC]"] == pytest.approx(chen)
 
 
 def test_a_second_job_with_new_numbers_reuses_the_built_simulation():

@@ -69,6 +69,8 @@ def test_constant_current_pack_is_ns_times_the_cells_voltage_and_np_times_its_cu
     assert s["Number of cells connected in series to make a battery"] == 3
     assert s["Number of cells connected in parallel"] == 2
     assert any("identical cells" in n for n in result["notes"])
+    assert any("termination is stated in one cell's figures" in n and "x 3" in n and "x 2" in n
+               for n in result["notes"])
 
 
 def test_experiment_pack_uses_pack_currents_voltages_and_c_rates():

@@ -181,7 +181,16 @@ def spectra(job, compiled: Optional[bool] = None) -> tuple[list[tuple[Optional[f
     return out, entry, state, time.perf_counter() - t0
 
 
-def result(job, computed, notes: list[str]) -> dict[str, Any]:
+def ambient_temperature_C(job, entry: Built) -> Optional[float]:
+    """The ambient temperature the spectra were computed at: the job's, else its override
+    of the set's, else the set's own."""
+    if job.conditions.ambient_temperature_C is not None:
+        return float(job.conditions.ambient_temperature_C)
+    kelvin = job.parameters.get(TEMPERATURES[0], entry.defaults.get(TEMPERATURES[0]))
+    return None if kelvin is None else float(kelvin) - 273.15
+
+
+def result(job, computed, notes: list[str], temperature_C: Optional[float] = None) -> dict[str, Any]:
     """The JSON-ready result envelope (as the time-domain results: termination, completed,
     stoppedEarly, endTime, summary, notes, columns), one row per frequency and state of charge."""
     import numpy as np
@@ -199,7 +208,7 @@ def result(job, computed, notes: list[str]) -> dict[str, Any]:
         cols["Phase [deg]"] += np.degrees(np.angle(z)).tolist()
         high.append(float(z[hf].real))
         low.append(float(abs(z[lf])))
-    t = job.conditions.ambient_temperature_C
+    t = temperature_C
     summary = {
         "Frequencies": len(frequencies),
         "Minimum frequency [Hz]": float(min(frequencies)),
@@ -262,7 +271,7 @@ class Impedance(Kind):
         notes = [SIGN_CONVENTION, SURFACE_FORM_NOTE]
         if computed[0][0] is None:
             notes.append("the parameter set's own initial concentrations were used (no state of charge known)")
-        out = result(job, computed, notes)
+        out = result(job, computed, notes, ambient_temperature_C(job, entry))
         cache.trim_to_memory()
         out["timings"] = timings(state, entry.built_s, solve_s, t0)
         return out

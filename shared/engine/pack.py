@@ -155,11 +155,21 @@ def battery_result(job, result: dict[str, Any]) -> dict[str, Any]:
         f"a pack of {ns} in series x {np_} in parallel identical cells: {ASSUMPTIONS}; 'Voltage [V]', "
         f"'Current [A]' and the summary's other figures are one cell's, '{BATTERY_V}' and '{BATTERY_I}' "
         f"the pack's")
+    if ns > 1 or np_ > 1:
+        result["notes"].append(
+            f"the termination is stated in one cell's figures (PyBaMM solves one cell): a cell's voltage "
+            f"x {ns} is the pack's, a cell's current x {np_} the pack's")
     return result
 
 
 def _times(value, factor):
     return None if value is None else float(value) * factor
+
+
+def _cell_models() -> tuple[str, ...]:
+    from shared.engine.kinds import Cell
+
+    return Cell.MODEL_NAMES
 
 
 def describe() -> dict[str, Any]:
@@ -168,7 +178,7 @@ def describe() -> dict[str, Any]:
 
     return {
         "field": "pack",
-        "models": "as for a cell (the Cell kind's models)",
+        "models": list(_cell_models()),
         "protocols": list(PROTOCOLS),
         "limits": {"max_pack_series": LIMITS["max_pack_series"],
                    "max_pack_parallel": LIMITS["max_pack_parallel"]},
