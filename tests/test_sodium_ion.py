@@ -146,6 +146,18 @@ def test_what_sodium_ion_cannot_do_is_a_400_naming_the_field(published, body, fi
     assert published.calls == 0
 
 
+def test_a_sodium_ion_job_naming_no_set_gets_its_own_set_and_runs(published, firestore_emulator):
+    """Chen2020 (the default for lithium-ion models) is not a sodium-ion cell: a sodium-ion
+    job that names no set gets Chayambuka2022, and the message carries it."""
+    body = {"model": {"name": MODEL}, "protocol": {"type": "constant_current", "c_rate": 1, "duration_s": 60}}
+    assert Job.model_validate(body).parameter_set == SET
+    status, reply, _ = call("POST", "/jobs", body)
+    assert status == 202, reply
+    assert published.envelopes[-1].job.parameter_set == SET
+    explicit = Job.model_validate({**body, "parameter_set": "Chen2020"})
+    assert explicit.parameter_set == "Chen2020"  # a set the job names is kept (and refused by the check)
+
+
 def test_the_catalog_lists_the_sodium_ion_model_and_its_set(published):
     status, reply, _ = call("GET", "/catalog")
     assert status == 200

@@ -30,6 +30,8 @@ DEFAULT_OUTPUTS = ["Time [s]", "Voltage [V]", "Current [A]", "Discharge capacity
 # Lithium-ion physics-based models (pybamm.lithium_ion), the equivalent-circuit model
 # (pybamm.equivalent_circuit.Thevenin) and the sodium-ion DFN (pybamm.sodium_ion.BasicDFN).
 MODEL_NAMES = ("SPM", "SPMe", "DFN", "Thevenin", "sodium_ion.BasicDFN")
+# A model whose chemistry the default set (Chen2020) is not: its own set when a job names none.
+MODEL_DEFAULT_SETS = {"sodium_ion.BasicDFN": "Chayambuka2022"}
 
 
 class ModelSpec(Strict):
@@ -59,7 +61,10 @@ class Job(Strict):
     """A native simulation job (also what legacy requests become)."""
 
     model: ModelSpec = Field(default_factory=ModelSpec)
-    parameter_set: Optional[str] = Field(default="Chen2020", max_length=64)
+    parameter_set: Optional[str] = Field(
+        default="Chen2020", max_length=64,
+        description="a PyBaMM parameter set (GET /catalog lists them with their models); default Chen2020, "
+                    "Chayambuka2022 for sodium_ion.BasicDFN, ECM_Example for Thevenin")
     bpx: Optional[dict[str, Any]] = Field(
         default=None, description="a BPX document describing the cell (replaces parameter_set)"
     )
@@ -104,6 +109,13 @@ class Job(Strict):
         if v is not None and model is not None and model.name != "Thevenin":
             raise ValueError(f"an equivalent-circuit cell is only for model Thevenin, not {model.name!r}")
         return v
+
+    @model_validator(mode="after")
+    def _the_models_own_default_set(self):
+        default = MODEL_DEFAULT_SETS.get(self.model.name)
+        if default and "parameter_set" not in self.model_fields_set and self.bpx is None:
+            self.__dict__["parameter_set"] = default  # a default still: not marked as given
+        return self
 
     @model_validator(mode="after")
     def _cut_offs(self):
