@@ -256,9 +256,9 @@ def _job_headers(job_id: str, record: Optional[dict[str, Any]]) -> dict[str, str
 # Other views
 # --------------------------------------------------------------------------
 def catalog_view(request):
-    from shared.engine import catalog
+    from shared.engine import kinds
 
-    return reply(200, catalog.catalog())
+    return reply(200, kinds.catalog())
 
 
 def schema_view(request):

@@ -309,7 +309,6 @@ def catalog() -> dict[str, Any]:
         "default_outputs": DEFAULT_OUTPUTS,
         "output_variables": variables,
         "limits": LIMITS,
-        "kinds": _other_kinds(),
         "pybamm_version": pybamm.__version__,
     }
 
@@ -342,8 +341,3 @@ def set_details(name: str) -> dict[str, Any]:
         "degradation": name in DEGRADATION_SETS,
     }
 
-
-def _other_kinds() -> dict[str, Any]:
-    from shared.engine import kinds
-
-    return kinds.described()

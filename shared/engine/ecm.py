@@ -29,7 +29,7 @@ from shared.contract.ecm import (
 from shared.contract.job import DEFAULT_OUTPUTS
 from shared.contract.limits import LIMITS, VOLTAGE_RANGE_V
 from shared.engine.errors import SimulationError, short
-from shared.engine.kinds import Kind  # (kinds imports this module after defining Kind: import kinds first)
+from shared.engine.kind import Kind
 
 os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
 

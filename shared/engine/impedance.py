@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from shared.contract.job import DEFAULT_OUTPUTS
 from shared.contract.limits import LIMITS
-from shared.engine.kinds import Kind  # (kinds imports this module after defining Kind: import kinds first)
+from shared.engine.kind import Kind
 
 MODEL_NAMES = ("SPM", "SPMe", "DFN")
 SURFACE_FORM = "surface form"
