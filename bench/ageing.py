@@ -10,10 +10,14 @@ partially reversible lithium plating, ``OKane2022``, cycles of "Discharge at 1C 
     300 s of SEGMENT_BUDGET_S, so that a 500-cycle study has some), each checkpoint stored in the job
     store (Firestore emulator) and read back and verified before the next segment, as
     the worker does — against one direct PyBaMM solve of the same experiment (a fresh
-    ``pybamm.Simulation``, the service's solver tolerances, every 100th cycle saved),
-    in turns; and the same engine path in one segment (no checkpoint), which separates
-    what checkpoints and the store cost from what the engine's per-cycle work costs.
-    All include PyBaMM's model build; the solver process's start is not.
+    ``pybamm.Simulation``, the service's solver tolerances, every 100th cycle saved,
+    "Capacity [A.h]" and "Loss of lithium inventory [%]" read for every cycle), in
+    turns; the same direct solve computing what the service's rows are made of (the
+    solver's output variables over every step: voltage, current, charge, temperature,
+    stoichiometry; the seven summary variables a row reports), which separates what
+    the rows cost from what the service adds; and the same engine path in one segment
+    (no checkpoint), which separates what checkpoints and the store cost. All include
+    PyBaMM's model build; PyBaMM's import and the solver process's start do not.
 (b) memory: the solver process's peak RSS (VmHWM) after studies of 100, 500 and 1,000
     SPM cycles (every 100th cycle's series kept), each in a fresh solver process.
 (c) end to end on the local stack (emulators + functions + a receiver): submit to
@@ -50,19 +54,25 @@ def study(model: str, cycles: int, every: int = 100, **protocol) -> dict[str, An
 # -- (a) throughput -----------------------------------------------------------------
 
 
-def direct_solve(model: str, cycles: int, every: int) -> tuple[float, dict[str, list]]:
-    """One PyBaMM solve of the whole study: wall seconds, and its summary rows."""
+def direct_solve(model: str, cycles: int, every: int, as_rows: bool = False) -> tuple[float, dict[str, list]]:
+    """One PyBaMM solve of the whole study: wall seconds, and its summary rows.
+    ``as_rows``: with what the service's rows are made of (its solver output variables,
+    every summary variable a row reports), not only the two compared ones."""
     import pybamm
 
     from shared.engine.build import ATOL, RTOL
+    from shared.engine.plan import SUMMARY_VARIABLES
+    from shared.engine.protocols.ageing import DEGRADATION, THROUGHPUT
 
     t0 = time.perf_counter()
+    outputs = list(SUMMARY_VARIABLES) if as_rows else None
     sim = pybamm.Simulation(getattr(pybamm.lithium_ion, model)(dict(OPTIONS)),
                             parameter_values=pybamm.ParameterValues("OKane2022"),
                             experiment=pybamm.Experiment([tuple(STEPS)] * cycles),
-                            solver=pybamm.IDAKLUSolver(atol=ATOL, rtol=RTOL))
+                            solver=pybamm.IDAKLUSolver(atol=ATOL, rtol=RTOL, output_variables=outputs))
     solution = sim.solve(save_at_cycles=min(every, cycles))
-    rows = {name: [float(x) for x in solution.summary_variables[name]] for name in COMPARED}
+    names = list(dict.fromkeys([*COMPARED, *DEGRADATION, THROUGHPUT])) if as_rows else COMPARED
+    rows = {name: [float(x) for x in solution.summary_variables[name]] for name in names}
     return time.perf_counter() - t0, rows
 
 
@@ -105,6 +115,10 @@ def throughput(cycles: int, turns: int, segment_s: float, log: Callable[[str], N
     from shared.settings import get_settings
     from shared.store import jobs as job_store
 
+    import pybamm  # noqa: F401 - imported here, so that no side's time has PyBaMM's import
+
+    import shared.engine.build  # noqa: F401
+
     job = Job.model_validate(study("SPM", cycles))
     stack = Stack.on_free_ports(log_dir=Path(tempfile.mkdtemp(prefix="bench-ageing-")))
     saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
@@ -114,13 +128,15 @@ def throughput(cycles: int, turns: int, segment_s: float, log: Callable[[str], N
         get_settings.cache_clear()
         job_store.reset()
         store = job_store.store()
-        direct_s, service_s, whole_s, store_s, checkpoints = [], [], [], [], []
+        direct_s, rows_s, service_s, whole_s, store_s, checkpoints = [], [], [], [], [], []
         worst = dict.fromkeys(COMPARED, 0.0)
         for turn in range(turns):  # in turns, so that load on a shared machine falls on both
             d, want = direct_solve("SPM", cycles, 100)
+            r, _ = direct_solve("SPM", cycles, 100, as_rows=True)
             s, result, n, in_store = service_solve(store, job, segment_s)
             w, _, _, _ = service_solve(store, job, 1e9)  # the same engine in one segment: no checkpoint
             direct_s.append(d)
+            rows_s.append(r)
             whole_s.append(w)
             service_s.append(s)
             store_s.append(in_store)
@@ -129,7 +145,8 @@ def throughput(cycles: int, turns: int, segment_s: float, log: Callable[[str], N
                 got = [row[name] for row in result["cycles"]]
                 assert len(got) == len(want[name]) == cycles, (len(got), len(want[name]))
                 worst[name] = max(worst[name], max(abs(g - w) / abs(w) for g, w in zip(got, want[name]) if w))
-            log(f"  turn {turn + 1}: direct {cycles / d:.1f} cycles/s, service {cycles / s:.1f} cycles/s "
+            log(f"  turn {turn + 1}: direct {cycles / d:.1f} cycles/s (with the rows' outputs {cycles / r:.1f}), "
+                f"service {cycles / s:.1f} cycles/s "
                 f"({n} checkpoints, {in_store:.2f} s in the store), service in one segment {cycles / w:.1f} cycles/s")
     finally:
         stack.stop()
@@ -140,10 +157,13 @@ def throughput(cycles: int, turns: int, segment_s: float, log: Callable[[str], N
         get_settings.cache_clear()
         job_store.reset()
     d, s, w = statistics.median(direct_s), statistics.median(service_s), statistics.median(whole_s)
+    r = statistics.median(rows_s)
     return {"model": "SPM", "cycles": cycles, "turns": turns, "segment_s": segment_s,
             "direct_s": [round(x, 2) for x in direct_s], "service_s": [round(x, 2) for x in service_s],
             "direct_cycles_per_s": round(cycles / d, 2), "service_cycles_per_s": round(cycles / s, 2),
-            "ratio": round(d / s, 3), "one_segment_s": [round(x, 2) for x in whole_s],
+            "ratio": round(d / s, 3), "direct_rows_s": [round(x, 2) for x in rows_s],
+            "direct_rows_cycles_per_s": round(cycles / r, 2), "ratio_to_direct_rows": round(r / s, 3),
+            "one_segment_s": [round(x, 2) for x in whole_s],
             "one_segment_cycles_per_s": round(cycles / w, 2), "checkpoint_cost": round(s / w - 1, 3),
             "checkpoints": checkpoints, "store_s": [round(x, 2) for x in store_s],
             "max_rel_diff_vs_direct": worst}
@@ -221,13 +241,14 @@ def end_to_end(cases: list[tuple[str, int]], segment_s: float, log: Callable[[st
 
 
 def run(quick: bool = False, log: Callable[[str], None] = print, only: Optional[list[str]] = None,
-        segment_s: float = 15.0, e2e_segment_s: float = 20.0) -> dict[str, Any]:
+        segment_s: float = 15.0, e2e_segment_s: float = 20.0, cycles: Optional[int] = None,
+        turns: Optional[int] = None) -> dict[str, Any]:
     only = only or ["throughput", "memory", "e2e"]
     res: dict[str, Any] = {}
     if "throughput" in only:
         log("[ageing] (a) cycles per second: service engine path (segments + checkpoints in the store) "
             "vs a direct PyBaMM solve")
-        res["throughput"] = throughput(100 if quick else 500, 1 if quick else 2, segment_s, log)
+        res["throughput"] = throughput(cycles or (100 if quick else 500), turns or (1 if quick else 2), segment_s, log)
     if "memory" in only:
         log("[ageing] (b) solver process peak RSS against cycles (SPM, every 100th cycle's series kept)")
         res["memory"] = memory([50, 100, 200] if quick else [100, 500, 1000], log)
@@ -247,6 +268,8 @@ def report(res: dict[str, Any], log: Callable[[str], None] = print) -> None:
         log(f"  (a) {t['cycles']} SPM cycles: direct PyBaMM {t['direct_cycles_per_s']} cycles/s | service "
             f"{t['service_cycles_per_s']} cycles/s ({t['checkpoints']} checkpoints of {t['segment_s']:g} s segments) "
             f"| ratio {t['ratio']} (goal >= 0.9: {'met' if t['ratio'] >= 0.9 else 'NOT met'})")
+        log(f"      direct PyBaMM computing what the rows are made of (its solver's output variables, the rows' "
+            f"summary variables): {t['direct_rows_cycles_per_s']} cycles/s, ratio {t['ratio_to_direct_rows']}")
         log(f"      the same engine in one segment (no checkpoint): {t['one_segment_cycles_per_s']} cycles/s, so "
             f"checkpoints and the store cost {t['checkpoint_cost'] * 100:+.1f} %; rows vs direct, "
             "max relative difference: " + ", ".join(f"{k} {v:.1e}" for k, v in t['max_rel_diff_vs_direct'].items()))
@@ -267,10 +290,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--only", default="throughput,memory,e2e", help="comma-separated: throughput, memory, e2e")
     ap.add_argument("--segment-s", type=float, default=15.0, help="(a) segment budget [s]")
     ap.add_argument("--e2e-segment-s", type=float, default=20.0, help="(c) SEGMENT_BUDGET_S [s]")
+    ap.add_argument("--cycles", type=int, default=None, help="(a) cycles (500; --quick 100)")
+    ap.add_argument("--turns", type=int, default=None, help="(a) turns, each side once a turn (2; --quick 1)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args(argv)
     os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
-    res = run(args.quick, print, args.only.split(","), args.segment_s, args.e2e_segment_s)
+    res = run(args.quick, print, args.only.split(","), args.segment_s, args.e2e_segment_s, args.cycles, args.turns)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res, indent=2))
