@@ -152,7 +152,8 @@ BAD_PACKS = [
     ({"pack": {"series": 2}, "model": {"name": "Thevenin"}, "parameters": {"R0 [Ohm]": -0.1}},
      "parameters.R0 [Ohm]", "(0, 1000]"),
     ({"pack": {"series": 2}, "model": {"name": "Thevenin"},
-      "protocol": {"type": "experiment", "steps": ["Discharge at 1C for 1 hour"]}}, "protocol", "constant_current"),
+      "protocol": {"type": "experiment", "steps": ["Discharge at 100 W for 1 hour"]}}, "protocol.steps.0",
+     "not power steps"),
     ({"pack": {"series": 8, "parallel": 8}, "model": {"name": "Thevenin"}}, "pack", "at most 50"),
     ({"pack": {"series": 2, "parallel": 2, "capacity_factors": [1, 1, 1]}, "model": {"name": "Thevenin"}},
      "pack", "must be 4 numbers (series x parallel), not 3"),
@@ -252,7 +253,9 @@ def test_differing_cells_obey_kirchhoff_and_share_current_by_capacity():
     """3S4P with capacities 0.85-1.15 x, resistances 0.8-1.3 x and 2 mOhm interconnects at
     200 A: in every series element the cell currents sum to the pack current at every
     output time (1e-6 A), every parallel branch has one voltage (cell voltage minus its
-    interconnect drop, 1e-6 V), and by the end the largest cell carries more than the smallest."""
+    interconnect drop, 0.1 mV: exact at the solver's steps, the output times are IDAKLU's
+    interpolation between them, and V(I, state) is nonlinear), and by the end the largest
+    cell carries more than the smallest."""
     capacity = [0.85, 1.0, 1.15, 1.0, 1.0, 1.0, 1.0, 1.0, 1.1, 0.9, 1.0, 1.0]
     resistance = [1.0, 1.0, 1.0, 1.0, 0.8, 1.3, 1.0, 1.0, 1.0, 1.0, 1.2, 0.9]
     job = circuit_job({"series": 3, "parallel": 4, "capacity_factors": capacity, "resistance_factors": resistance,
@@ -265,9 +268,9 @@ def test_differing_cells_obey_kirchhoff_and_share_current_by_capacity():
         currents = np.array([c[f"Current (cell {s}-{p}) [A]"] for p in range(1, 5)])
         assert np.max(np.abs(currents.sum(axis=0) - 200.0)) < 1e-6
         branch = np.array([c[f"Voltage (cell {s}-{p}) [V]"] - 0.002 * currents[p - 1] for p in range(1, 5)])
-        assert np.max(np.abs(branch - branch[0])) < 1e-6
+        assert np.max(np.abs(branch - branch[0])) < 1e-4
         element_voltages.append(branch[0])
-    assert np.allclose(np.sum(element_voltages, axis=0), c["Battery voltage [V]"], atol=1e-6)
+    assert np.allclose(np.sum(element_voltages, axis=0), c["Battery voltage [V]"], atol=3e-4)
     assert c["Current (cell 1-3) [A]"][-1] > c["Current (cell 1-1) [A]"][-1] + 1.0
     assert np.ptp([c[f"Current (cell 1-{p}) [A]"][-1] for p in range(1, 5)]) > 1.0
     assert result["summary"]["Maximum cell temperature [degC]"] > 25.0

@@ -12,8 +12,9 @@ one cell's):
   "Lower voltage cut-off [V]", ...).
 
 Cells that differ (``capacity_factors``, ``resistance_factors``,
-``interconnect_resistance_Ohm``) are equivalent-circuit cells: model ``Thevenin``, a
-constant pack current, at most ``max_pack_circuit_cells`` cells
+``interconnect_resistance_Ohm``, ``initial_socs``) are equivalent-circuit cells: model
+``Thevenin``; a constant pack current, a drive cycle of pack currents or an experiment
+of current, C-rate and rest steps; at most ``max_pack_circuit_cells`` cells
 (``shared.engine.pack_circuit``).
 """
 
@@ -31,6 +32,7 @@ RESISTANCE_FACTOR_RANGE = (0.5, 3.0)
 INTERCONNECT_RANGE_OHM = (0.0, 0.1)
 
 CapacityFactor = Annotated[float, Field(ge=CAPACITY_FACTOR_RANGE[0], le=CAPACITY_FACTOR_RANGE[1])]
+InitialSoc = Annotated[float, Field(ge=0.0, le=1.0)]
 ResistanceFactor = Annotated[float, Field(ge=RESISTANCE_FACTOR_RANGE[0], le=RESISTANCE_FACTOR_RANGE[1])]
 
 
@@ -60,15 +62,20 @@ class Pack(Strict):
         default=None, ge=INTERCONNECT_RANGE_OHM[0], le=INTERCONNECT_RANGE_OHM[1],
         description="model Thevenin: the resistance in series with each cell in its parallel branch "
                     "(tabs, welds, busbar share)")
+    initial_socs: Optional[list[InitialSoc]] = Field(
+        default=None, max_length=LIMITS["max_pack_circuit_cells"],
+        description="model Thevenin: each cell's initial state of charge, as capacity_factors (default: "
+                    "conditions.initial_soc, else the set's); cells of one element at different SoC "
+                    "exchange current")
 
     def differs(self) -> bool:
         """Whether the cells differ (or are joined by resistance): the circuit model's job."""
         return any(v is not None for v in (self.capacity_factors, self.resistance_factors,
-                                           self.interconnect_resistance_Ohm))
+                                           self.interconnect_resistance_Ohm, self.initial_socs))
 
     @model_validator(mode="after")
     def _factor_shapes(self):
-        for name in ("capacity_factors", "resistance_factors"):
+        for name in ("capacity_factors", "resistance_factors", "initial_socs"):
             rows = getattr(self, name)
             if rows is not None and len(rows) != self.series * self.parallel:
                 raise ValueError(f"{name} must be {self.series * self.parallel} numbers (series x parallel), "

@@ -33,7 +33,8 @@ class Battery(Kind):
         found = errors(job)
         if job.pack.differs():
             found.append({"field": "pack", "error": "cells that differ (capacity_factors, resistance_factors, "
-                                                    "interconnect_resistance_Ohm) are offered with model Thevenin"})
+                                                    "interconnect_resistance_Ohm, initial_socs) are offered "
+                                                    "with model Thevenin"})
         if not cell.accepts(job):
             found.append({"field": "pack", "error": f"a pack is built of cells of the models "
                                                     f"{', '.join(cell.MODEL_NAMES)} (Thevenin: "

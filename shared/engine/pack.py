@@ -189,14 +189,21 @@ def describe() -> dict[str, Any]:
         "series_parameter": SERIES,
         "differing_cells": {
             "model": "Thevenin (ECM_Example cells, one RC pair, cell-jig thermal model each)",
-            "protocols": ["constant_current"],
+            "protocols": ["constant_current", "drive_cycle", "experiment"],
+            "experiment_steps": "current, C-rate and rest steps, 'for' a duration and/or 'until' a pack "
+                                "voltage [V] (falling on discharge, rising on charge; on a rest, towards it)",
             "max_pack_circuit_cells": LIMITS["max_pack_circuit_cells"],
             "capacity_factors": list(contract.CAPACITY_FACTOR_RANGE),
             "resistance_factors": list(contract.RESISTANCE_FACTOR_RANGE),
             "interconnect_resistance_Ohm": list(contract.INTERCONNECT_RANGE_OHM),
+            "initial_socs": "(0, 1), each cell's OCV within its cut-offs; default conditions.initial_soc, "
+                            "else the set's",
+            "model_cache": "one built model per Ns x Np (and drive cycle, and other parameters); the per-job "
+                           "numbers are PyBaMM inputs",
             "assumptions": "Kirchhoff's laws between the cells: each parallel branch is a cell and its "
                            "interconnect resistance, every branch of a series element at one voltage, each "
-                           "element carrying the pack current; the pack stops when any cell reaches a cut-off; "
+                           "element carrying the pack current; the pack stops when any cell reaches a cut-off "
+                           "(an experiment too, a drive cycle too: an honest early stop); "
                            "cells do not exchange heat",
             "cell_outputs": ["Current (cell s-p) [A]", "Voltage (cell s-p) [V]", "SoC (cell s-p)",
                              "Cell temperature (cell s-p) [degC]"],
