@@ -148,9 +148,20 @@ def submit_sweep(request):
             job_id=f"{sweep_id}-{index:04d}", kind="native", submitted_at=now(), job=job,
             callback_url=job.callback_url,
             sweep={"sweepId": sweep_id, "index": index, "total": total, "values": member}))
-    _accept(envelopes, sweep_id=sweep_id, request=body)
+    _accept(envelopes, sweep_id=sweep_id, request=storable(body))
     return reply(202, {"sweepId": sweep_id, "status": "queued", "members": total,
                        "jobIds": [e.job_id for e in envelopes]}, {"Location": f"/sweeps/{sweep_id}"})
+
+
+def storable(value: Any) -> Any:
+    """``value`` with every array inside an array written as ``{"row": [...]}`` (Firestore
+    keeps no arrays in arrays; a sweep's base may hold an ``ecm_cell``'s 2-D tables, which
+    the contract accepts in this form too)."""
+    if isinstance(value, dict):
+        return {k: storable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [{"row": storable(v)} if isinstance(v, list) else storable(v) for v in value]
+    return value
 
 
 def validate_native(body: dict[str, Any], cache: set[str] | None = None) -> Job:

@@ -186,7 +186,7 @@ def no_api_key(monkeypatch):
       "protocol": {"type": "impedance", "frequencies_Hz": [1], "socs": [0.2]}}, "protocol.socs", "not both"),
     ({"outputs": {"variables": ["Voltage [V]"]}}, "outputs", "fixed columns"),
     ({"pack": {"series": 2, "parallel": 1}}, "pack", "leave pack out"),
-    ({"protocol": {"type": "impedance", "frequencies_Hz": [1e7]}}, "protocol", "outside [0.0001, 1e+06] Hz"),
+    ({"protocol": {"type": "impedance", "frequencies_Hz": [1e7]}}, "protocol.frequencies_Hz", "outside [0.0001, 1e+06] Hz"),
     ({"protocol": {"type": "impedance", "frequency_range": {"min_Hz": 1e-3, "max_Hz": 1e5, "points_per_decade": 40}}},
      "protocol.frequency_range", "the limit is 200"),
     ({"model": {"name": "SPM", "options": {"thermal": "warm"}}}, "model.options", "thermal"),

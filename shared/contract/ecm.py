@@ -10,9 +10,9 @@ The OCV is always 1-D (PyBaMM's OCV is a function of SOC alone).
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Annotated, Any, Optional, Union
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PlainSerializer, ValidationInfo, field_validator, model_validator
 
 from shared.contract.limits import LIMITS, VOLTAGE_RANGE_V, Strict
 
@@ -22,7 +22,27 @@ CAPACITANCE_RANGE_F = (0.0, 1e9)  # exclusive of 0
 TEMPERATURE_RANGE_C = (-60.0, 100.0)
 ENTROPIC_CHANGE_LIMIT_V_PER_K = 0.01
 
-Table = Union[list[float], list[list[float]]]
+
+
+def _rows_in(v: Any) -> Any:
+    """A 2-D table in its stored form, ``[{"row": [...]}, ...]``, back to ``[[...], ...]``
+    (any other value is left for the table's own checks)."""
+    if isinstance(v, list) and v and all(isinstance(r, dict) and set(r) == {"row"} for r in v):
+        return [r["row"] for r in v]
+    return v
+
+
+def _rows_out(v: Any) -> Any:
+    """A 2-D table dumped as ``[{"row": [...]}, ...]``: Firestore keeps no arrays in
+    arrays, and the job store records every job as dumped (a 1-D table stays a list)."""
+    if isinstance(v, list) and v and isinstance(v[0], list):
+        return [{"row": list(r)} for r in v]
+    return v
+
+
+# Given as numbers ([...]) or rows ([[...], ...]); rows are dumped (the job store, the
+# Pub/Sub message, GET /jobs/<id>) as [{"row": [...]}, ...], which is accepted as input too.
+Table = Annotated[Union[list[float], list[list[float]]], BeforeValidator(_rows_in), PlainSerializer(_rows_out)]
 
 
 class RcPair(Strict):

@@ -112,9 +112,12 @@ class Job(Strict):
 
     @model_validator(mode="after")
     def _the_models_own_default_set(self):
-        default = MODEL_DEFAULT_SETS.get(self.model.name)
-        if default and "parameter_set" not in self.model_fields_set and self.bpx is None:
-            self.__dict__["parameter_set"] = default  # a default still: not marked as given
+        if "parameter_set" in self.model_fields_set or self.bpx is not None:
+            return self
+        if self.model.name == "Thevenin":  # the set it runs, so the stored job says so and resubmits
+            self.__dict__["parameter_set"] = None if self.ecm_cell is not None else "ECM_Example"
+        elif self.model.name in MODEL_DEFAULT_SETS:
+            self.__dict__["parameter_set"] = MODEL_DEFAULT_SETS[self.model.name]  # a default still: not marked as given
         return self
 
     @model_validator(mode="after")

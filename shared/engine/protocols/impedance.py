@@ -11,7 +11,7 @@ import math
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.contract.limits import LIMITS, Strict
 from shared.engine.protocols.base import Protocol
@@ -82,16 +82,26 @@ class Impedance(Protocol):
 
     can_compile = False
 
+    @field_validator("frequencies_Hz")
+    @classmethod
+    def _frequencies_in_range(cls, v: Optional[list[float]]):
+        for f in v or ():
+            if not (math.isfinite(f) and F_MIN <= f <= F_MAX):
+                raise ValueError(f"{f} Hz is outside [{F_MIN:g}, {F_MAX:g}] Hz")
+        return v
+
+    @field_validator("socs")
+    @classmethod
+    def _socs_in_range(cls, v: Optional[list[float]]):
+        for s in v or ():
+            if not (math.isfinite(s) and 0 <= s <= 1):
+                raise ValueError(f"{s} is outside [0, 1]")
+        return v
+
     @model_validator(mode="after")
     def _one_source(self):
         if (self.frequencies_Hz is None) == (self.frequency_range is None):
             raise ValueError("give exactly one of frequencies_Hz or frequency_range")
-        for f in self.frequencies_Hz or ():
-            if not (math.isfinite(f) and F_MIN <= f <= F_MAX):
-                raise ValueError(f"frequencies_Hz: {f} Hz is outside [{F_MIN:g}, {F_MAX:g}] Hz")
-        for s in self.socs or ():
-            if not (math.isfinite(s) and 0 <= s <= 1):
-                raise ValueError(f"socs: {s} is outside [0, 1]")
         return self
 
     def frequencies(self) -> list[float]:
