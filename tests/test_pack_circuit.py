@@ -183,6 +183,17 @@ def test_an_experiment_stops_at_a_cells_cut_off():
     assert any("stopped early in step 0" in n for n in result["notes"])
 
 
+def test_a_step_already_past_its_until_is_skipped_with_a_note():
+    """2S2P at SoC 0.5 (pack OCV 7.39 V): "Discharge at 1C until 8 V" is skipped with a note
+    (PyBaMM's experiments end such a step at once) and the rest after it runs its minute."""
+    job = job_of({"series": 2, "parallel": 2}, {"type": "experiment",
+                                                "steps": ["Discharge at 1C until 8 V", "Rest for 1 minute"]})
+    result = kinds.simulate(job)
+    assert any("step 0 ('Discharge at 1C until 8 V') skipped" in n for n in result["notes"])
+    assert result["completed"] and result["endTime"] == pytest.approx(60.0)
+    assert np.all(np.asarray(result["columns"]["Battery current [A]"]) == 0.0)
+
+
 def test_a_second_job_hits_the_cache_and_equals_a_cold_one():
     """Two 2S2P jobs with different factors, currents, temperatures and SoCs: the second
     re-solves the first's built model (timings "cache": "hit", no build) and its result is

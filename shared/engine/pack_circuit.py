@@ -46,6 +46,7 @@ UPPER, LOWER = "Upper voltage cut-off [V]", "Lower voltage cut-off [V]"
 CAPACITY, AMBIENT, INITIAL_T, SOC = ("Cell capacity [A.h]", "Ambient temperature [K]",
                                      "Initial temperature [K]", "Initial SoC")
 RC_INITIAL = "Element-1 initial overpotential [V]"
+OCV = "Open-circuit voltage [V]"
 # the set's numbers made inputs (the job's values, else ECM_Example's)
 SET_INPUTS = (UPPER, LOWER, CAPACITY, AMBIENT)
 # the set's numbers the model reads only through the per-cell inputs
@@ -293,6 +294,18 @@ def end_state(solution, names: list[str]) -> dict[str, float]:
     return out
 
 
+def arrays_of(solution, names: list[str]) -> dict[str, Any]:
+    """The result's series of one solve (so the solution itself can be freed)."""
+    import numpy as np
+
+    out = {var: np.asarray(solution[var].entries, dtype=float)
+           for var in ("Time [s]", "Battery voltage [V]", "Battery current [A]")}
+    out.update({c: np.asarray(solution[c].entries, dtype=float) for name in names for c in cell_columns(name)})
+    if out["Battery current [A]"].size == 1:  # an input: one number
+        out["Battery current [A]"] = np.full_like(out["Time [s]"], float(out["Battery current [A]"]))
+    return out
+
+
 def pack_current(job, nums: dict[str, float]) -> float:
     protocol = job.protocol
     if protocol.current_A is not None:
@@ -307,6 +320,19 @@ def step_current(step, job, nums: dict[str, float]) -> float:
     return float(step.value)
 
 
+def ocv_of(soc: float, nums: dict[str, float]) -> float:
+    """The cell's open-circuit voltage at ``soc`` [V]: ECM_Example's, or the job's number."""
+    import numpy as np
+    import pybamm
+
+    from shared.engine import ecm
+
+    if OCV in nums:
+        return float(nums[OCV])
+    symbol = pybamm.FunctionParameter("Open-circuit voltage [V]", {"SoC": pybamm.Scalar(soc)})
+    return float(np.ravel(ecm.example_set().evaluate(symbol))[0])
+
+
 def _grid(duration: float, period: float):
     import numpy as np
 
@@ -317,7 +343,7 @@ def _grid(duration: float, period: float):
 
 
 def run_experiment(job, sim, inputs: dict[str, float], nums: dict[str, float], notes: list[str]):
-    """Each step one solve from the last step's end state; (pieces [(solution, t offset)],
+    """Each step one solve from the last step's end state; (pieces [(series, t offset)],
     termination, completed)."""
     import pybamm
 
@@ -328,8 +354,10 @@ def run_experiment(job, sim, inputs: dict[str, float], nums: dict[str, float], n
     period = protocol.period_s or job.outputs.period_s or DEFAULT_STEP_PERIOD_S
     steps = [pybamm.step.string(s) for s in protocol.steps] * protocol.cycles
     texts = list(protocol.steps) * protocol.cycles
-    pieces, offset, last_v = [], 0.0, None
+    pieces, offset = [], 0.0
     state = dict(inputs)
+    # the pack at rest at its start (a rest step's 'until' is towards a voltage from here)
+    last_v = sum(ocv_of(state[initial_soc(cell_name(s, 0))], nums) for s in range(job.pack.series))
     for k, (step, text) in enumerate(zip(steps, texts)):
         duration = min(float(step.duration), LIMITS["max_duration_s"] - offset)
         if duration <= 0:
@@ -339,9 +367,9 @@ def run_experiment(job, sim, inputs: dict[str, float], nums: dict[str, float], n
         stops = {STOP_FALLING: NO_STOP_FALLING, STOP_RISING: NO_STOP_RISING}
         for term in step.termination:
             v = float(term.value)
-            falling = current > 0 or (current == 0 and last_v is not None and last_v > v)
+            falling = current > 0 or (current == 0 and last_v > v)
             stops[STOP_FALLING if falling else STOP_RISING] = v
-        if last_v is not None and (last_v <= stops[STOP_FALLING] or last_v >= stops[STOP_RISING]):
+        if last_v <= stops[STOP_FALLING] or last_v >= stops[STOP_RISING]:
             notes.append(f"step {k} ({text!r}) skipped: the pack is at {last_v:.4g} V, already past its 'until'")
             continue
         state.update({PACK_CURRENT: current, **stops})
@@ -352,11 +380,12 @@ def run_experiment(job, sim, inputs: dict[str, float], nums: dict[str, float], n
                 notes.append(f"step {k} ({text!r}) skipped: its 'until' voltage is met at its start")
                 continue
             raise
-        pieces.append((solution, offset))
+        pieces.append((arrays_of(solution, names), offset))
         termination = str(solution.termination)
-        offset += float(solution.t[-1])
-        last_v = float(solution["Battery voltage [V]"].entries[-1])
+        offset += float(pieces[-1][0]["Time [s]"][-1])
+        last_v = float(pieces[-1][0]["Battery voltage [V]"][-1])
         state.update(end_state(solution, names))
+        del solution
         if termination.startswith("event:") and "Pack voltage stop" not in termination:
             notes.append(f"stopped early in step {k} ({text!r}) at {offset:g} s: {termination[7:]}")
             return pieces, termination, False
@@ -405,7 +434,7 @@ def simulate(job) -> dict[str, Any]:
                 notes.append("runs until a cell reaches a voltage cut-off")
             solution = entry.sim.solve([0.0, requested_end], inputs=inputs,
                                        t_interp=np.linspace(0.0, requested_end, job.outputs.max_points))
-            pieces, termination = [(solution, 0.0)], str(solution.termination)
+            pieces, termination = [(arrays_of(solution, names), 0.0)], str(solution.termination)
             completed = termination == "final time" if protocol.duration_s is not None \
                 else termination.startswith("event: M") and "voltage" in termination
         elif protocol.type == "drive_cycle":
@@ -413,7 +442,7 @@ def simulate(job) -> dict[str, Any]:
                                          inputs, notes)
             requested_end = timeline.requested_end_s
             solution = entry.sim.solve(timeline.t_eval, inputs=inputs, t_interp=timeline.t_interp)
-            pieces, termination = [(solution, 0.0)], str(solution.termination)
+            pieces, termination = [(arrays_of(solution, names), 0.0)], str(solution.termination)
             completed = termination == "final time"
         else:
             pieces, termination, completed = run_experiment(job, entry.sim, inputs, nums, notes)
@@ -424,16 +453,15 @@ def simulate(job) -> dict[str, Any]:
     solve_s = time.perf_counter() - t_solve
     until_cut_off = protocol.type == "constant_current" and protocol.duration_s is None
     if protocol.type != "experiment" and not until_cut_off and termination.startswith("event:"):
-        notes.append(f"stopped early at {float(pieces[-1][0].t[-1]):g} s of {requested_end:g} s: "
+        notes.append(f"stopped early at {float(pieces[-1][0]['Time [s]'][-1]):g} s of {requested_end:g} s: "
                      f"{termination[7:]} (a cell's cut-off, as a BMS would stop the pack)")
 
     def joined(var):
-        return np.concatenate([sol[var].entries for sol, _ in pieces])
+        return np.concatenate([piece[var] for piece, _ in pieces])
 
-    t = np.concatenate([sol["Time [s]"].entries + offset for sol, offset in pieces])
+    t = np.concatenate([piece["Time [s]"] + offset for piece, offset in pieces])
     keep = _thinned(len(t), job.outputs.max_points)
     full_t, full_v, full_i = t, joined("Battery voltage [V]"), joined("Battery current [A]")
-    full_i = np.broadcast_to(full_i, full_t.shape) if full_i.size == 1 else full_i
     cells = {c: joined(c) for name in names for c in cell_columns(name)}
     currents = np.array([cells[f"Current ({name}) [A]"] for name in names])
     temps = np.array([cells[f"Cell temperature ({name}) [degC]"] for name in names])
@@ -525,11 +553,6 @@ def check(job) -> list[dict[str, str]]:
 
 def _initial_soc_errors(job) -> list[dict[str, str]]:
     """Each cell's initial SoC strictly in (0, 1) with its OCV within the cut-offs."""
-    import numpy as np
-    import pybamm
-
-    from shared.engine import ecm
-
     if job.pack.initial_socs is None:
         return []
     nums = numbers(job)
@@ -541,8 +564,7 @@ def _initial_soc_errors(job) -> list[dict[str, str]]:
             errors.append({"field": field, "error": f"{soc:g}: the Thevenin cell's SoC events end a run at 0 "
                                                     "and 1; give a value strictly between"})
             continue
-        symbol = pybamm.FunctionParameter("Open-circuit voltage [V]", {"SoC": pybamm.Scalar(soc)})
-        ocv = float(np.ravel(ecm.example_set().evaluate(symbol))[0])
+        ocv = ocv_of(soc, nums)
         if not lower < ocv < upper:
             errors.append({"field": field, "error": f"the open-circuit voltage at SoC {soc:g} is {ocv:.4g} V, "
                                                     f"outside the cell's cut-offs {lower:g}-{upper:g} V"})
