@@ -7,6 +7,7 @@
 """
 
 import json
+import logging
 import os
 
 os.environ.setdefault("PYBAMM_DISABLE_TELEMETRY", "true")
@@ -27,6 +28,15 @@ def framework_error(exc):
     route cannot match, such as one containing %0A, or /favicon.ico) answer in JSON
     like every other reply. Unhandled exceptions keep the framework's 500 handler."""
     return json.dumps({"error": exc.description or exc.name}), exc.code or 500, {"Content-Type": "application/json"}
+
+
+@functions_framework.errorhandler(worker.Busy)
+def worker_busy(exc):
+    """A push that reached an instance already solving (a local worker process, or a
+    Cloud Functions instance given a second event) is refused with 503, and Pub/Sub
+    delivers it again: an expected refusal, logged as a warning, not an error."""
+    logging.getLogger("worker").warning("push refused: %s; Pub/Sub redelivers it", exc)
+    return json.dumps({"error": str(exc)}), 503, {"Content-Type": "application/json", "Retry-After": "1"}
 
 
 @functions_framework.http
