@@ -4,7 +4,7 @@ For the Java cell job (DFN), the worker's store calls per job are, as
 ``functions/worker.py`` makes them:
 
     store.peek(envelope)                                   one read: run, cancelled or finished?
-    store.start(envelope, attempt)                         claim: a transaction, in a thread while the job solves
+    store.start(envelope)                         claim: a transaction, in a thread while the job solves
     store.finish(job_id, body, reuse_key=...)              the result's gzip chunks + the outcome
     store.record_callback(job_id, "delivered", 200)        the callback's state
 
@@ -102,7 +102,7 @@ def run(n: int, warmup: int = 3, log: Callable[[str], None] = print) -> dict[str
             state, _ = store.peek(env)
             b = time.perf_counter()
             assert state == "run", state
-            claim = claims.submit(store.start, env, None)
+            claim = claims.submit(store.start, env)
             solver.run(job, 120)  # in a child process, as on the worker: the claim really overlaps
             c = time.perf_counter()
             claimed, _ = claim.result()

@@ -124,7 +124,7 @@ def _handle(event_data: Any, event_id: Optional[str] = None) -> dict[str, Any]:
     # The claim (record "running", count the delivery) is written while the job solves:
     # it is off the job's critical path, and its answer is awaited before any outcome.
     # If it says the job was cancelled or finished meanwhile, the solve is stopped.
-    claim = _CLAIMS.submit(store.start, envelope, messages.delivery_attempt(event_data))
+    claim = _CLAIMS.submit(store.start, envelope)
     try:
         body = _simulate(envelope, attempt, fields, settings, store, claim, record, target)
     except job_store.StoreUnavailable:

@@ -41,7 +41,7 @@ def test_a_job_without_an_outcome_is_recorded_failed_and_reported_once(job_manag
     store = job_store.store()
     env = new_envelope()
     store.create(env)
-    store.start(env, None)  # a worker claimed it, then died (each time)
+    store.start(env)  # a worker claimed it, then died (each time)
 
     body = dead_letters.handle(dead_letter(env))
 
@@ -59,7 +59,7 @@ def test_a_result_whose_callback_never_landed_gets_one_last_attempt(job_manager)
     store = job_store.store()
     env = new_envelope()
     store.create(env)
-    store.start(env, None)
+    store.start(env)
     stored = callback.body_for(env, "2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z", 1,
                                result={"termination": "final time", "completed": True, "stoppedEarly": False,
                                        "endTime": 1.0, "summary": {"x": 1}, "columns": {

@@ -255,7 +255,7 @@ class JobStore:
             return "cancelled", record
         return "run", record
 
-    def start(self, envelope, attempt: Optional[int]) -> tuple[str, dict[str, Any]]:
+    def start(self, envelope) -> tuple[str, dict[str, Any]]:
         """Claim a delivery: ``("run", record)`` to simulate, ``("cancelled", record)`` if a
         cancel came first, ``("finished", record)`` if an outcome is already recorded."""
         from google.cloud import firestore
