@@ -2,8 +2,9 @@
 spectra, packs, sodium-ion, ageing) through HTTP: each test is one defect that was seen.
 
 In process (the submit function's ``handle``, a recorder for the publisher, the real
-Firestore emulator where a job gets accepted), and one case end to end through the
-stack (``slow``). About 10 s without the stack.
+Firestore emulator where a job gets accepted), and two cases end to end through the
+stack (``slow``; one an expected failure left for the worker's owners). About 5 s
+without the stack, 19 s with it.
 """
 
 from __future__ import annotations
@@ -135,3 +136,30 @@ def test_the_2d_ecm_cell_example_runs_end_to_end_with_one_outcome(stack, receive
     assert view["status"] == "succeeded"
     want = kinds.simulate(Job.model_validate(ECM_TABLES))
     np.testing.assert_allclose(result["columns"]["Voltage [V]"], want["columns"]["Voltage [V]"], rtol=0, atol=1e-9)
+
+
+# --------------------------------------------------------------------------
+# Left for the ageing/worker owners (functions/worker.py, protocols/ageing.py): a running
+# study that is cancelled ends with no rows at all ("result": []), although issue 13 asks
+# that cancel "stops at the next cycle boundary and keeps what was done".
+# --------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="cancel of a running ageing study drops its rows (worker kills the solver)")
+def test_a_cancelled_ageing_study_keeps_the_cycles_it_did(stack, receiver):
+    import requests
+
+    body = json.loads((REPO / "examples" / "ageing_study.json").read_text())
+    body["protocol"].update(cycles=1000, progress_every_cycles=50, end_of_life={"capacity_percent": 50})
+    reply = post_to_stack(stack, "/jobs", body)
+    assert reply.status_code == 202, reply.text
+    job_id = reply.json()["jobId"]
+    deadline = time.monotonic() + 120
+    while (requests.get(f"{stack.submit_url}/jobs/{job_id}", timeout=30).json().get("progress") or {}) \
+            .get("cyclesDone", 0) < 50:
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    assert requests.post(f"{stack.submit_url}/jobs/{job_id}/cancel", timeout=30).status_code in (200, 202)
+    result = receiver.wait_for([job_id], 120)[job_id]
+    assert receiver.statuses[job_id] == ["cancelled"]
+    assert result["completed"] is False
+    assert len(result.get("cycles") or []) >= 50  # the cycles done before the cancel
