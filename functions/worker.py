@@ -214,7 +214,9 @@ def _progress_of(envelope, record, rows: list, wall_s: Optional[float], eta_s: O
 
 
 class _Progress:
-    """Progress callbacks of an ageing study that asked for them (``progress_every_cycles``).
+    """The rows of an ageing study's segment as they come, and progress callbacks if the
+    study asked for them (``progress_every_cycles``; ``every`` None: rows only, kept if
+    the study is cancelled).
 
     The solver process appends each cycle's row to a file (``Segment.progress_path``);
     ``poll`` (called by the parent every fraction of a second while it waits) reads the new
@@ -224,7 +226,8 @@ class _Progress:
     ``close`` waits for the one in flight, so no progress callback follows the outcome's
     from this delivery. Nothing here raises into the study."""
 
-    def __init__(self, envelope, target: str, started: Optional[str], attempt, record, every: int):
+    def __init__(self, envelope, target: Optional[str], started: Optional[str], attempt, record,
+                 every: Optional[int]):
         fd, self.path = tempfile.mkstemp(prefix="ageing-progress-", suffix=".jsonl")
         os.close(fd)
         self.envelope, self.target, self.started, self.attempt = envelope, target, started, attempt
@@ -240,10 +243,18 @@ class _Progress:
         self._inflight = None
         self.sent = 0
 
+    def rows_now(self) -> list[dict[str, Any]]:
+        """Every row written so far (those of restored cycles included)."""
+        try:
+            self._read()
+        except Exception:  # noqa: BLE001 - best effort
+            log.warning("progress not read", exc_info=True)
+        return list(self.rows)
+
     def poll(self) -> None:
         try:
             self._read()
-            if self._mark is None or self._inflight is not None and not self._inflight.done():
+            if self.every is None or self._mark is None or self._inflight is not None and not self._inflight.done():
                 return
             done, planned = len(self.rows), self.envelope.job.protocol.cycles
             if done // self.every > self._mark and done < planned:
@@ -266,7 +277,7 @@ class _Progress:
                 self.rows.extend(json.loads(line))
                 if self._mark is None:  # the first line: a resumed segment's restored rows, or cycle 1
                     self._segment_start = len(self.rows) if self._resumed else 0
-                    self._mark = self._segment_start // self.every
+                    self._mark = self._segment_start // (self.every or 1)
 
     def _progress(self) -> dict[str, Any]:
         wall = time.monotonic() - self._t0
@@ -350,8 +361,9 @@ def _simulate(envelope, attempt, fields, settings, store, claim=None, record=Non
             return False
 
     progress = None
-    if segment is not None and target is not None and getattr(job.protocol, "progress_every_cycles", None):
-        progress = _Progress(envelope, target, started, attempt, record, job.protocol.progress_every_cycles)
+    if segment is not None:  # its rows as they come: for progress callbacks, and kept if it is cancelled
+        every = getattr(job.protocol, "progress_every_cycles", None) if target is not None else None
+        progress = _Progress(envelope, target, started, attempt, record, every)
         segment.progress_path = progress.path
 
     def should_stop() -> bool:
@@ -363,8 +375,19 @@ def _simulate(envelope, attempt, fields, settings, store, claim=None, record=Non
         result = solver().run(job, settings.job_time_budget_s, should_stop=should_stop, segment=segment)
     except Cancelled:
         log.info("simulation cancelled", extra={"fields": {**fields, "stage": "simulate"}})
-        return callback.body_for(envelope, started, _now(), attempt, error="cancelled while running",
+        body = callback.body_for(envelope, started, _now(), attempt, error="cancelled while running",
                                  status="cancelled")
+        if progress is not None:  # a study keeps the cycles it completed (the one running is dropped)
+            rows = progress.rows_now()
+            if rows:
+                body.update(cycles=rows, error=f"cancelled while running; the {len(rows)} cycles completed "
+                                               "are kept")
+            wall = float((record.get("progress") or {}).get("wallSeconds") or 0) + time.perf_counter() - t0
+            try:
+                store.record_progress(envelope.job_id, _progress_of(envelope, record, rows, round(wall, 3), 0.0))
+            except job_store.StoreUnavailable:
+                pass
+        return body
     except SimulationError as exc:
         log.warning("simulation failed", extra={"fields": {
             **fields, "stage": "simulate", "elapsed_s": round(time.perf_counter() - t0, 4), "error": str(exc)}})
