@@ -246,7 +246,7 @@ BAD = [
     ({"pack": {"series": 2}, "protocol": {"type": "drive_cycle", "name": "NoSuchCycle"}},
      "protocol.name", "unknown drive cycle"),
     ({"pack": {"series": 2, "parallel": 2, "initial_socs": [0.5, 0.5, 0.5]}},
-     "pack", "initial_socs must be 4 numbers (series x parallel), not 3"),
+     "pack.initial_socs", "must be 4 numbers (series x parallel = 2 x 2), not 3"),
     ({"pack": {"series": 1, "parallel": 2, "initial_socs": [0.5, 1.2]}},
      "pack.initial_socs.1", "less than or equal to 1"),
     ({"pack": {"series": 1, "parallel": 2, "initial_socs": [0.0, 0.5]}},

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Annotated, Optional
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator
 
 from shared.contract.limits import LIMITS, VOLTAGE_RANGE_V, Strict, finite
 
@@ -73,25 +73,29 @@ class Pack(Strict):
         return any(v is not None for v in (self.capacity_factors, self.resistance_factors,
                                            self.interconnect_resistance_Ohm, self.initial_socs))
 
-    @model_validator(mode="after")
-    def _factor_shapes(self):
-        for name in ("capacity_factors", "resistance_factors", "initial_socs"):
-            rows = getattr(self, name)
-            if rows is not None and len(rows) != self.series * self.parallel:
-                raise ValueError(f"{name} must be {self.series * self.parallel} numbers (series x parallel), "
-                                 f"not {len(rows)}")
-        return self
+    # each check names its own field (a 400's "field"), reading series and parallel, which
+    # pydantic has validated by then (they come first)
+    @field_validator("capacity_factors", "resistance_factors", "initial_socs")
+    @classmethod
+    def _one_per_cell(cls, v, info):
+        series, parallel = info.data.get("series"), info.data.get("parallel")
+        if v is not None and series is not None and parallel is not None and len(v) != series * parallel:
+            raise ValueError(f"must be {series * parallel} numbers (series x parallel = {series} x {parallel}), "
+                             f"not {len(v)}")
+        return v
 
-    @model_validator(mode="after")
-    def _voltages(self):
-        lo, hi = VOLTAGE_RANGE_V[0] * self.series, VOLTAGE_RANGE_V[1] * self.series
-        for name in ("upper_voltage_V", "lower_voltage_V"):
-            v = finite(getattr(self, name), name)
-            if v is not None and not (lo <= v <= hi):
-                raise ValueError(f"{name} = {v:g} V is outside {lo:g}-{hi:g} V "
-                                 f"(series x {VOLTAGE_RANGE_V[0]:g}-{VOLTAGE_RANGE_V[1]:g} V per cell)")
-        if self.upper_voltage_V is not None and self.lower_voltage_V is not None \
-                and self.lower_voltage_V >= self.upper_voltage_V:
-            raise ValueError(f"lower_voltage_V ({self.lower_voltage_V:g} V) must be below "
-                             f"upper_voltage_V ({self.upper_voltage_V:g} V)")
-        return self
+    @field_validator("upper_voltage_V", "lower_voltage_V")
+    @classmethod
+    def _pack_voltage(cls, v, info):
+        v = finite(v, info.field_name)
+        series = info.data.get("series")
+        if v is None or series is None:
+            return v
+        lo, hi = VOLTAGE_RANGE_V[0] * series, VOLTAGE_RANGE_V[1] * series
+        if not (lo <= v <= hi):
+            raise ValueError(f"{v:g} V is outside {lo:g}-{hi:g} V "
+                             f"(series x {VOLTAGE_RANGE_V[0]:g}-{VOLTAGE_RANGE_V[1]:g} V per cell)")
+        upper = info.data.get("upper_voltage_V")
+        if info.field_name == "lower_voltage_V" and upper is not None and v >= upper:
+            raise ValueError(f"lower_voltage_V ({v:g} V) must be below upper_voltage_V ({upper:g} V)")
+        return v
