@@ -60,10 +60,6 @@ def kind(body: dict[str, Any]) -> str | None:
     return None
 
 
-def _first(values: Any) -> Any:
-    return values[0] if isinstance(values, list) and values else values
-
-
 def _range(low: Any, high: Any) -> str | None:
     if low is None or high is None:
         return None

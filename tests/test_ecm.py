@@ -16,9 +16,8 @@ import pybamm
 import pytest
 import requests
 
-from shared.engine import kinds  # noqa: I001 - kinds before ecm (kinds imports it after Kind)
-from shared.engine import cache, ecm
 from shared.contract.job import Job
+from shared.engine import cache, ecm, kinds
 from tests.conftest import submit
 
 TOLERANCE_V = 1e-3

@@ -15,10 +15,9 @@ import pytest
 import requests
 from pydantic import ValidationError
 
-from shared.engine import kinds  # noqa: I001 - kinds before impedance (kinds imports it after Kind)
 from shared.contract.job import Job
 from shared.contract.limits import LIMITS
-from shared.engine import cache, impedance
+from shared.engine import cache, impedance, kinds
 from shared.engine.protocols.impedance import FrequencyRange
 from shared.settings import get_settings
 from tests.test_submit_function import call, fields_of, published  # noqa: F401 - published is a fixture

@@ -1,7 +1,8 @@
 """What PyBaMM offers this service, and the job checks that need PyBaMM.
 
-Used by the submit function (before anything is published) and the ``GET
-/catalog`` route.
+Used by the submit function (before anything is published) and, through the cell
+kind, by ``GET /catalog`` (``kinds.catalog()`` composes it with every other kind's
+entry).
 """
 
 from __future__ import annotations
@@ -296,6 +297,8 @@ def option_parameter_sets(name: str = "SPM") -> dict[str, dict[str, list[str]]]:
 
 
 def catalog() -> dict[str, Any]:
+    """The physics-based cell's catalog: the body of ``GET /catalog`` (``kinds.catalog()``
+    adds the other kinds under ``"kinds"``)."""
     variables = {name: sorted(_model_info(name, ())[1]) for name in MODELS}
     return {
         "models": sorted(MODELS),

@@ -8,7 +8,8 @@ from shared.engine.kind import Kind
 
 
 class Cell(Kind):
-    """A physics-based lithium-ion cell (SPM, SPMe, DFN) over time, under one protocol."""
+    """A physics-based cell (lithium-ion SPM, SPMe, DFN; sodium-ion BasicDFN) over time,
+    under one protocol."""
 
     name = "cell"
     MODEL_NAMES = ("SPM", "SPMe", "DFN", "sodium_ion.BasicDFN")
