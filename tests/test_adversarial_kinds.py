@@ -3,8 +3,8 @@ spectra, packs, sodium-ion, ageing) through HTTP: each test is one defect that w
 
 In process (the submit function's ``handle``, a recorder for the publisher, the real
 Firestore emulator where a job gets accepted), and two cases end to end through the
-stack (``slow``; one an expected failure left for the worker's owners). About 5 s
-without the stack, 19 s with it.
+stack (``slow``: the 2-D ecm_cell example, and a cancelled ageing study keeping its
+cycles). About 5 s without the stack, 19 s with it.
 """
 
 from __future__ import annotations
