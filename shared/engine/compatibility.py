@@ -206,7 +206,8 @@ def initial_soc_error(set_name: str, model: str) -> Optional[str]:
 
 
 def protocols_for(set_name: str, model: str) -> dict[str, bool]:
-    """Which probes ran for an offered pair (the catalog lists them)."""
+    """Which probes passed for an offered pair (``tests/test_parameter_sets.py`` compares
+    each pair with PyBaMM from the states whose probe passed)."""
     entry = table()["sets"][set_name]["models"][model]
     return {k: v["ok"] for k, v in entry["probes"].items()}
 
