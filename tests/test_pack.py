@@ -336,3 +336,29 @@ def test_a_pack_of_differing_cells_end_to_end(stack, receiver):
     for s in (1, 2):
         assert np.max(np.abs(c[f"Current (cell {s}-1) [A]"] + c[f"Current (cell {s}-2) [A]"] - 100.0)) < 1e-6
     assert c["Current (cell 1-1) [A]"][-1] < c["Current (cell 1-2) [A]"][-1]
+
+
+def test_a_pack_of_sodium_ion_cells_is_series_times_the_cells_voltage():
+    """Packs take the sodium-ion DFN as they take the lithium-ion models: 2S2P of
+    Chayambuka2022 cells at a pack current of 2 x the cell's 1C, battery voltage = 2 x the
+    cell's and battery current = 2 x the cell's, within 1e-9 relative; the cell's voltage
+    within 1 mV of PyBaMM's BasicDFN solving one cell at 1C."""
+    import pybamm
+
+    pv = pybamm.ParameterValues("Chayambuka2022")
+    cell_a = float(pv["Nominal cell capacity [A.h]"])
+    body = {"model": {"name": "sodium_ion.BasicDFN"}, "pack": {"series": 2, "parallel": 2},
+            "protocol": {"type": "constant_current", "current_A": 2 * cell_a, "duration_s": 600},
+            "outputs": {"period_s": 10}}
+    job = Job.model_validate(body)
+    assert kinds.check(job) == []
+    result = kinds.simulate(job)
+    c = {k: np.asarray(v) for k, v in result["columns"].items()}
+    assert np.allclose(c["Battery voltage [V]"], 2 * c["Voltage [V]"], rtol=1e-9, atol=0)
+    assert np.allclose(c["Battery current [A]"], 2 * c["Current [A]"], rtol=1e-9, atol=0)
+    assert np.allclose(c["Current [A]"], cell_a)
+    pv.update({"Current function [A]": cell_a})
+    sim = pybamm.Simulation(pybamm.sodium_ion.BasicDFN(), parameter_values=pv,
+                            solver=pybamm.IDAKLUSolver(atol=1e-8, rtol=1e-8))
+    ref = sim.solve([0, 600], t_interp=c["Time [s]"])
+    assert np.max(np.abs(ref["Voltage [V]"](c["Time [s]"]) - c["Voltage [V]"])) < 1e-3
