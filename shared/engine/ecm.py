@@ -291,11 +291,7 @@ def _static(job, base, baked: dict[str, float], input_names: list[str]):
     numeric.update(baked, check_already_exists=False)  # (the diffusion time constant is new)
     static = Static(parameter_values=None, numeric_pv=numeric, input_names=(),
                     defaults={n: float(numeric[n]) for n in input_names}, esoh=None)
-    pv = numeric.copy()
-    names = list(input_names) + job.protocol.prepare(static, pv)
-    pv.update({n: "[input]" for n in names})
-    static.parameter_values = pv
-    static.input_names = tuple(names)
+    static.mark_inputs(job, input_names)
     return static
 
 

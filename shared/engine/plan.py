@@ -63,6 +63,15 @@ class Static:
     protocol_data: dict = field(default_factory=dict)  # whatever else a protocol keeps
     soc_memo: dict = field(default_factory=dict)
 
+    def mark_inputs(self, job, input_names) -> None:
+        """The parameter values to build with: the numbers, with ``input_names`` and the
+        protocol's own inputs (``prepare``) marked "[input]"."""
+        pv = self.numeric_pv.copy()
+        names = list(input_names) + job.protocol.prepare(self, pv)
+        pv.update({n: "[input]" for n in names})
+        self.parameter_values = pv
+        self.input_names = tuple(names)
+
     def concentrations(self, soc: float) -> tuple[float, float]:
         if soc not in self.soc_memo:
             try:
@@ -177,9 +186,5 @@ def _make_static(job, base, baked: dict[str, Any], input_names: list[str],
     elif soc is not None:  # initial concentrations are not plain numbers in this set: bake them
         cn, cp = static.concentrations(soc)
         numeric.update({CN: cn, CP: cp})
-    pv = numeric.copy()
-    names = list(input_names) + job.protocol.prepare(static, pv)
-    pv.update({n: "[input]" for n in names})
-    static.parameter_values = pv
-    static.input_names = tuple(names)
+    static.mark_inputs(job, input_names)
     return static
