@@ -110,9 +110,8 @@ def service_solve(store, job, segment_s: float) -> tuple[float, dict[str, Any], 
 
 
 def throughput(cycles: int, turns: int, segment_s: float, log: Callable[[str], None]) -> dict[str, Any]:
-    from local.stack import Stack
+    from local.stack import firestore_only
     from shared.contract.job import Job
-    from shared.settings import get_settings
     from shared.store import jobs as job_store
 
     import pybamm  # noqa: F401 - imported here, so that no side's time has PyBaMM's import
@@ -120,13 +119,7 @@ def throughput(cycles: int, turns: int, segment_s: float, log: Callable[[str], N
     import shared.engine.build  # noqa: F401
 
     job = Job.model_validate(study("SPM", cycles))
-    stack = Stack.on_free_ports(log_dir=Path(tempfile.mkdtemp(prefix="bench-ageing-")))
-    saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    try:
-        stack.start_firestore()
-        os.environ["FIRESTORE_EMULATOR_HOST"] = stack.firestore_host
-        get_settings.cache_clear()
-        job_store.reset()
+    with firestore_only(Path(tempfile.mkdtemp(prefix="bench-ageing-"))):
         store = job_store.store()
         direct_s, rows_s, service_s, whole_s, store_s, checkpoints = [], [], [], [], [], []
         worst = dict.fromkeys(COMPARED, 0.0)
@@ -148,14 +141,6 @@ def throughput(cycles: int, turns: int, segment_s: float, log: Callable[[str], N
             log(f"  turn {turn + 1}: direct {cycles / d:.1f} cycles/s (with the rows' outputs {cycles / r:.1f}), "
                 f"service {cycles / s:.1f} cycles/s "
                 f"({n} checkpoints, {in_store:.2f} s in the store), service in one segment {cycles / w:.1f} cycles/s")
-    finally:
-        stack.stop()
-        if saved is None:
-            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-        else:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = saved
-        get_settings.cache_clear()
-        job_store.reset()
     d, s, w = statistics.median(direct_s), statistics.median(service_s), statistics.median(whole_s)
     r = statistics.median(rows_s)
     return {"model": "SPM", "cycles": cycles, "turns": turns, "segment_s": segment_s,

@@ -23,7 +23,6 @@ store ms added per job, warm simulate ms, and the store's share of the two.
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
@@ -47,25 +46,18 @@ def _pct(xs: list[float], q: float) -> float:
 
 def run(n: int, warmup: int = 3, log: Callable[[str], None] = print) -> dict[str, Any]:
     from bench.jobs import service_job
-    from local.stack import Stack
+    from local.stack import firestore_only
     from shared.contract.envelope import Envelope
     from shared.delivery import callback
     from shared.engine import kinds
-    from shared.settings import get_settings
     from shared.store import jobs as job_store
 
     job = service_job("dfn_cell")
     log_dir = Path(tempfile.mkdtemp(prefix="bench-store-"))
-    stack = Stack.on_free_ports(log_dir=log_dir)
-    saved = os.environ.get("FIRESTORE_EMULATOR_HOST")
     out: dict[str, Any] = {"job": "dfn_cell", "emulator_logs": str(log_dir)}
-    try:
-        t0 = time.perf_counter()
-        stack.start_firestore()
+    t0 = time.perf_counter()
+    with firestore_only(log_dir) as stack:
         out["emulator_start_s"] = round(time.perf_counter() - t0, 2)
-        os.environ["FIRESTORE_EMULATOR_HOST"] = stack.firestore_host
-        get_settings.cache_clear()
-        job_store.reset()
         store = job_store.store()
         log(f"  Firestore emulator up in {out['emulator_start_s']} s at {stack.firestore_host}")
 
@@ -166,12 +158,4 @@ def run(n: int, warmup: int = 3, log: Callable[[str], None] = print) -> dict[str
             f"{out['store_claim_wait']['median_ms']:.1f}, finish {out['store_finish']['median_ms']:.1f}, "
             f"record_callback {out['store_record_callback']['median_ms']:.1f}); warm simulate {sim_ms:.1f} ms; "
             f"share {out['store_share_of_solve_plus_store'] * 100:.1f} %")
-    finally:
-        stack.stop()
-        if saved is None:
-            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-        else:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = saved
-        get_settings.cache_clear()
-        job_store.reset()
     return out

@@ -21,6 +21,7 @@ registered and SIGKILLs it after a grace period.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -416,6 +417,32 @@ class Stack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def firestore_only(log_dir: Path):
+    """The Firestore emulator alone, on a free port, for code run in this process (tests,
+    benchmarks): ``FIRESTORE_EMULATOR_HOST`` points at it and the settings and the store
+    client are read afresh, both on the way in and out. Yields the ``Stack``."""
+    from shared.settings import get_settings
+    from shared.store import jobs as job_store
+
+    stack = Stack.on_free_ports(log_dir=log_dir)
+    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
+    try:
+        stack.start_firestore()
+        os.environ["FIRESTORE_EMULATOR_HOST"] = stack.firestore_host
+        get_settings.cache_clear()
+        job_store.reset()
+        yield stack
+    finally:
+        stack.stop()
+        if previous is None:
+            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        else:
+            os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+        get_settings.cache_clear()
+        job_store.reset()
 
 
 def main() -> int:

@@ -87,25 +87,10 @@ def firestore_emulator(tmp_path_factory):
     functions (started by the local stack's code: its own process group, and the
     stack's watchdog stops it even if this test process is killed); sets
     FIRESTORE_EMULATOR_HOST."""
-    from local.stack import Stack
-    from shared.settings import get_settings
-    from shared.store import jobs as job_store
+    from local.stack import firestore_only
 
-    stack = Stack.on_free_ports(log_dir=tmp_path_factory.mktemp("firestore-tests"))
-    try:
-        stack.start_firestore()
-        previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-        os.environ["FIRESTORE_EMULATOR_HOST"] = stack.firestore_host
-        get_settings.cache_clear()
-        job_store.reset()
+    with firestore_only(tmp_path_factory.mktemp("firestore-tests")) as stack:
         yield stack.firestore_host
-        if previous is None:
-            os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
-        else:
-            os.environ["FIRESTORE_EMULATOR_HOST"] = previous
-        job_store.reset()
-    finally:
-        stack.stop()
 
 
 def pytest_collection_modifyitems(items):
