@@ -14,7 +14,7 @@ from shared.contract.job import Job
 from shared.contract.limits import LIMITS
 from shared.engine import kinds, pack
 from tests.conftest import submit
-from tests.test_submit_function import Recorder, call, fields_of  # noqa: F401 - its settings fixture below
+from tests.test_submit_function import call, fields_of, published  # noqa: F401 - its settings fixture below
 from tests.test_submit_function import settings  # noqa: F401 - autouse: known settings for call()
 
 SERIES = "Number of cells connected in series to make a battery"
@@ -183,17 +183,13 @@ BAD_PACKS = [
 
 
 @pytest.mark.parametrize("changes,field,text", BAD_PACKS)
-def test_a_bad_pack_is_400_naming_the_field(monkeypatch, changes, field, text):
-    recorder = Recorder()
-    import shared.delivery.publisher
-
-    monkeypatch.setattr(shared.delivery.publisher, "publish_encoded", recorder)
+def test_a_bad_pack_is_400_naming_the_field(published, changes, field, text):
     body = {"model": {"name": "SPM"}, "protocol": CC, **changes}
     status, reply, _ = call("POST", "/jobs", body)
     assert status == 400, reply
     assert field in fields_of(reply), reply
     assert any(text in e["error"] for e in reply["errors"] if e["field"] == field), reply
-    assert recorder.envelopes == []
+    assert published.envelopes == []
 
 
 def test_a_pack_voltage_limit_the_cell_cannot_take_names_the_pack_field():
@@ -284,13 +280,19 @@ E2E = {"model": {"name": "SPM"}, "pack": {"series": 2, "parallel": 3},
        "outputs": {"max_points": 50}}
 
 
-@pytest.mark.slow
-def test_a_pack_job_end_to_end(stack, receiver):
-    reply = submit(stack, "/jobs", E2E)
+def succeeded_on_stack(stack, receiver, body: dict) -> tuple[str, dict]:
+    """Submit one job to the stack; (its id, its callback), which must say succeeded."""
+    reply = submit(stack, "/jobs", body)
     assert reply.status_code == 202, reply.text
     job_id = reply.json()["jobId"]
     result = receiver.wait_for([job_id], timeout_s=120)[job_id]
     assert result["status"] == "succeeded", result
+    return job_id, result
+
+
+@pytest.mark.slow
+def test_a_pack_job_end_to_end(stack, receiver):
+    job_id, result = succeeded_on_stack(stack, receiver, E2E)
     c = {k: np.asarray(v) for k, v in result["columns"].items()}
     assert np.allclose(c["Battery voltage [V]"], 2 * c["Voltage [V]"], rtol=1e-9, atol=0)
     assert np.allclose(c["Battery current [A]"], 15.0) and np.allclose(c["Current [A]"], 5.0)
@@ -327,11 +329,7 @@ def test_a_pack_of_differing_cells_end_to_end(stack, receiver):
                      "interconnect_resistance_Ohm": 0.001},
             "protocol": {"type": "constant_current", "current_A": 100, "duration_s": 1200},
             "outputs": {"max_points": 121}}
-    reply = submit(stack, "/jobs", body)
-    assert reply.status_code == 202, reply.text
-    job_id = reply.json()["jobId"]
-    result = receiver.wait_for([job_id], timeout_s=120)[job_id]
-    assert result["status"] == "succeeded", result
+    _, result = succeeded_on_stack(stack, receiver, body)
     c = {k: np.asarray(v) for k, v in result["columns"].items()}
     for s in (1, 2):
         assert np.max(np.abs(c[f"Current (cell {s}-1) [A]"] + c[f"Current (cell {s}-2) [A]"] - 100.0)) < 1e-6

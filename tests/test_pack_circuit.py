@@ -11,7 +11,7 @@ import pytest
 from shared.contract.job import Job
 from shared.engine import cache, drive_cycles, kinds, pack_circuit
 from tests.conftest import submit
-from tests.test_submit_function import Recorder, call, fields_of  # noqa: F401
+from tests.test_submit_function import call, fields_of, published  # noqa: F401
 from tests.test_submit_function import settings  # noqa: F401 - autouse: known settings for call()
 
 CYCLE_T = [0.0, 60.0, 120.0, 180.0, 240.0, 300.0]
@@ -259,17 +259,13 @@ BAD = [
 
 
 @pytest.mark.parametrize("changes,field,text", BAD)
-def test_a_bad_circuit_pack_is_400_naming_the_field(monkeypatch, changes, field, text):
-    recorder = Recorder()
-    import shared.delivery.publisher
-
-    monkeypatch.setattr(shared.delivery.publisher, "publish_encoded", recorder)
+def test_a_bad_circuit_pack_is_400_naming_the_field(published, changes, field, text):
     body = {**THEVENIN, "protocol": {"type": "constant_current", "current_A": 10, "duration_s": 60}, **changes}
     status, reply, _ = call("POST", "/jobs", body)
     assert status == 400, reply
     assert field in fields_of(reply), reply
     assert any(text in e["error"] for e in reply["errors"] if e["field"] == field), reply
-    assert recorder.envelopes == []
+    assert published.envelopes == []
 
 
 def test_the_400s_positive_control():
