@@ -53,7 +53,8 @@ from shared.contract.limits import LIMITS, Strict
 from shared.engine import checkpoint
 from shared.engine.errors import SimulationError, short
 from shared.engine.protocols.base import Protocol, Timeline
-from shared.engine.protocols.experiment import check_step_currents, period_errors, round_up, sample_period
+from shared.engine.protocols.experiment import (check_step_currents, period_errors, round_up, sample_period,
+                                                  steps_duration_s)
 from shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,7 @@ class Ageing(Protocol):
             raise SimulationError(f"{errors[0]['field']}: {errors[0]['error']}")
         check_step_currents(steps, static)
         asked, period = sample_period(job, self.period_s, _minimum_period_s(steps), notes,
-                                      f"the {_cycle_duration_s(steps):g} s one cycle may run", "the study")
+                                      f"the {steps_duration_s(steps):g} s one cycle may run", "the study")
         self._asked_period, self._sample_period = asked, period
         self._max_points, self._summary_only = job.outputs.max_points, job.outputs.summary_only
         self._variables = list(job.outputs.variables)
@@ -298,19 +299,13 @@ def _rate_errors(steps) -> list[dict[str, str]]:
     return errors
 
 
-def _cycle_duration_s(steps) -> float:
-    """The longest one cycle may run: every step to its duration (PyBaMM's default for an
-    "until" step)."""
-    return sum(float(s.duration) for s in steps)
-
-
 def _minimum_period_s(steps) -> float:
     """The smallest output period that keeps one cycle's series within max_output_points."""
-    return _cycle_duration_s(steps) / LIMITS["max_output_points"]
+    return steps_duration_s(steps) / LIMITS["max_output_points"]
 
 
 def _period_error(period: float, minimum: float, steps) -> str:
-    longest = _cycle_duration_s(steps)
+    longest = steps_duration_s(steps)
     return (f"{period:g} s is below this study's minimum output period of {round_up(minimum):g} s: one cycle may "
             f"run {longest:g} s ({longest / 3600:.3g} h: its steps' durations, 'until' steps at PyBaMM's "
             f"default) and returns at most {LIMITS['max_output_points']} points (max_output_points); ask for "

@@ -43,10 +43,15 @@ LOWER_CUT_OFF = "Lower voltage cut-off [V]"
 TIME_CAP = "experiment time limit reached"
 
 
+def steps_duration_s(steps) -> float:
+    """The longest ``steps`` may run: every step to its duration (PyBaMM's default for an
+    "until" step)."""
+    return sum(float(s.duration) for s in steps)
+
+
 def possible_duration_s(steps) -> float:
-    """The longest the experiment may run: every step (``steps``: every cycle's) to its
-    duration (PyBaMM's default for an "until" step), at most ``max_duration_s``."""
-    return min(float(LIMITS["max_duration_s"]), sum(float(s.duration) for s in steps))
+    """The longest the experiment may run (``steps``: every cycle's), at most ``max_duration_s``."""
+    return min(float(LIMITS["max_duration_s"]), steps_duration_s(steps))
 
 
 def minimum_period_s(steps) -> float:
